@@ -1,0 +1,235 @@
+"""One configuration for both frameworks: every knob of DESIGN.md section 2 with its default.
+
+A `Config` is a tree of small dataclasses. It loads from and saves to JSON, and takes dotted
+command-line overrides such as `optim.lr=0.1` or `train.steps=2000`. A key that does not
+exist is an error naming it and the closest valid key, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message says what to change."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder
+    root: str = ""  # dataset folder (cifar: where the archive lives; imagefolder: has train/ and test/)
+    image_size: int = 32  # digits are upscaled to this size; other datasets must already have it
+    n_labels: int = 100  # labeled training images in all, n_labels / num_classes per class
+    split_seed: int = 0
+    download: bool = False  # cifar only: fetch the official archive when it is missing
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50
+    dropout: float = 0.0  # supervised head only
+    weights: str = ""  # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX)
+    joint_forward: bool = False  # one backbone call on [labeled; self] instead of two
+
+
+@dataclass
+class MethodConfig:
+    name: str = "sesemi"  # sesemi | rotation | supervised
+    proxy: str = "rotate_flip"  # rotate_flip (6 classes) | rotation (4 classes, Gidaris 2018)
+    self_weight: float = 1.0  # w in CE_sup + w * CE_self
+    rampup_steps: int = 0  # 0: constant w; T > 0: w * exp(-5 (1 - min(t, T)/T)^2)
+
+
+@dataclass
+class AugmentConfig:
+    crop: str = "translate"  # translate (reflect pad `translate` px) | pad_crop (zero pad 4, random crop)
+    translate: int = 2
+    crop_padding: int = 4
+    hflip: bool = True  # supervised branch only: flips are proxy labels on the self branch
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # coupled, conv and linear kernels only
+    schedule: str = "poly"  # poly: lr (1 - t/T)^power | cosine | constant
+    poly_power: float = 0.5
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_labeled: int = 96
+    batch_unlabeled: int = 16  # each expanded to 6 (or 4) proxy views
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    eval_batch_size: int = 500
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        return replace_dotted(cls(), _flatten(values))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist: pass the path of a JSON config")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid JSON ({err}): fix the file") from err
+        return cls.from_dict(values)
+
+
+CHOICES = {
+    "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
+    "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50"),
+    "method.name": ("sesemi", "rotation", "supervised"),
+    "method.proxy": ("rotate_flip", "rotation"),
+    "augment.crop": ("translate", "pad_crop"),
+    "optim.schedule": ("poly", "cosine", "constant"),
+}
+
+
+def valid_keys(config: Config | None = None) -> list[str]:
+    config = config or Config()
+    return [f"{section.name}.{f.name}" for section in dataclasses.fields(config)
+            for f in dataclasses.fields(getattr(config, section.name))]
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+    if not close:  # a bare field name without its section, e.g. `lr`
+        close = [k for k in valid_keys() if k.split(".")[1] == key.split(".")[-1]][:1]
+    hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid_keys())}"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _coerce(key: str, text_or_value: Any, current: Any) -> Any:
+    kind = type(current)
+    value = text_or_value
+    if isinstance(value, str) and kind is not str:
+        if kind is bool:
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"config key '{key}' needs true or false, got '{value}'")
+            return lowered in ("true", "1", "yes")
+        try:
+            value = kind(float(value)) if kind is int and "e" in value.lower() else kind(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' needs a {kind.__name__}, got '{text_or_value}'") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"config key '{key}' needs a {kind.__name__}, got {value!r}")
+    return value
+
+
+def replace_dotted(config: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of `config` with `{'section.key': value}` applied; strings are parsed to the field's type."""
+    config = dataclasses.replace(config, **{f.name: dataclasses.replace(getattr(config, f.name))
+                                            for f in dataclasses.fields(config)})
+    for key, value in overrides.items():
+        section_name, _, name = key.partition(".")
+        section = getattr(config, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section) or not hasattr(section, name):
+            raise _unknown_key(key)
+        setattr(section, name, _coerce(key, value, getattr(section, name)))
+    validate(config)
+    return config
+
+
+def apply_overrides(config: Config, args: Iterable[str]) -> Config:
+    """Apply command-line overrides of the form `section.key=value`."""
+    overrides = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{arg}' is not of the form section.key=value, e.g. optim.lr=0.1")
+        overrides[key.strip()] = value.strip()
+    return replace_dotted(config, overrides)
+
+
+def validate(config: Config) -> None:
+    """Reject values no run can use, each with a message naming the key."""
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}, got '{value}'{hint}")
+    positive = {
+        "optim.lr": config.optim.lr, "train.steps": config.train.steps,
+        "train.batch_labeled": config.train.batch_labeled, "train.log_every": config.train.log_every,
+        "train.eval_every": config.train.eval_every, "train.checkpoint_every": config.train.checkpoint_every,
+        "train.eval_batch_size": config.train.eval_batch_size, "data.n_labels": config.data.n_labels,
+        "data.image_size": config.data.image_size,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"config key '{key}' must be positive, got {value}")
+    non_negative = {
+        "train.batch_unlabeled": config.train.batch_unlabeled, "optim.weight_decay": config.optim.weight_decay,
+        "optim.momentum": config.optim.momentum, "optim.warmup_steps": config.optim.warmup_steps,
+        "method.self_weight": config.method.self_weight, "method.rampup_steps": config.method.rampup_steps,
+        "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must be zero or positive, got {value}")
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {config.model.dropout}")
+    if config.method.name != "supervised" and config.train.batch_unlabeled == 0:
+        raise ConfigError(f"method '{config.method.name}' needs train.batch_unlabeled > 0 "
+                          "(or use method.name=supervised)")
+    if config.optim.warmup_steps >= config.train.steps:
+        raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
+                          f"train.steps ({config.train.steps})")
+
+
+def proxy_classes(config: Config) -> int:
+    """Number of self-supervised classes the method trains on (0: no self-supervised head)."""
+    if config.method.name == "supervised":
+        return 0
+    if config.method.name == "rotation" or config.method.proxy == "rotation":
+        return 4
+    return 6

@@ -1,0 +1,1 @@
+"""SESEMI in JAX/Flax/Optax: pure, jit-compiled steps. Never imports torch."""

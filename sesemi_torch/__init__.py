@@ -1,0 +1,1 @@
+"""SESEMI in PyTorch/torchvision: the readable reference. Never imports jax."""
