@@ -129,7 +129,7 @@ def test_params_after_k_steps_match(schedule):
     assert jax_lrs[0] == torch_lrs[0] == 0.0 and torch_lrs[5] == pytest.approx(0.05)
     expected = to_flax(torch_params)
     assert jax.tree.structure(jax_params) == jax.tree.structure(expected)
-    for name, (module, leaf) in ((n, path) for n, (path, _) in TO_FLAX.items()):
+    for name, ((module, leaf), _) in TO_FLAX.items():
         np.testing.assert_allclose(jax_params[module][leaf], expected[module][leaf], rtol=RTOL, atol=ATOL,
                                    err_msg=f"{schedule}: {name}")
 
