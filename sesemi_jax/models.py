@@ -1,0 +1,305 @@
+"""Flax (linen) backbones and the two-head SESEMI network; twins of `sesemi_torch.models`.
+
+Layout is NHWC. Every submodule is named after its PyTorch twin (`layer1_0` for `layer1.0`,
+`downsample_0` for `downsample.0`) so `sesemi_jax.convert` maps names by one rule. Padding is
+always explicit and symmetric, as in PyTorch: XLA's 'SAME' pads stride-2 convolutions on the
+bottom/right only, which would shift every feature map by one pixel against PyTorch.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+BN_MOMENTUM = 0.9  # flax convention (keep 0.9 of the old value) = torch momentum 0.1
+BN_EPSILON = 1e-5
+
+# torch.nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu"): untruncated normal with
+# std sqrt(2 / (kh * kw * out_channels)); 'normal' here is untruncated too.
+he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# Linear heads, both frameworks: weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's default
+# nn.Linear weight law; uniform variance_scaling has limit sqrt(3 * scale / fan_in)), bias 0.
+head_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: int | None = None,
+         name: str | None = None) -> nn.Conv:
+    """Bias-free conv with explicit symmetric padding (kernel // 2 by default), He fan-out init."""
+    pad = kernel // 2 if padding is None else padding
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                   padding=((pad, pad), (pad, pad)), use_bias=False,
+                   kernel_init=he_normal_fan_out, name=name)
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm over all axes but the last, with PyTorch's statistics.
+
+    Train mode normalizes with the biased batch variance (like torch) but feeds the running
+    variance the unbiased one, n / (n - 1) times larger (like torch, unlike flax.linen's
+    BatchNorm), so running statistics agree between frameworks. The variance is computed in
+    two passes, mean((x - mean)^2), which is more accurate than E[x^2] - E[x]^2.
+    """
+
+    use_running_average: bool
+    momentum: float = BN_MOMENTUM
+    epsilon: float = BN_EPSILON
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (channels,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (channels,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (channels,), jnp.float32)
+        if self.use_running_average:
+            mean, var = running_mean.value, running_var.value
+        else:
+            mean, var = self._batch_stats(x)
+            if not self.is_initializing():
+                n = x.size // channels
+                keep = self.momentum
+                running_mean.value = keep * running_mean.value + (1.0 - keep) * mean
+                running_var.value = keep * running_var.value + (1.0 - keep) * var * (n / (n - 1))
+        # Same affine form as torch's CPU kernel: y = x * alpha + (bias - mean * alpha).
+        alpha = jax.lax.rsqrt(var + self.epsilon) * scale
+        return x * alpha + (bias - mean * alpha)
+
+    def _batch_stats(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n = x.size // x.shape[-1]
+        if n < 2:
+            raise ValueError(f"BatchNorm in train mode needs more than 1 value per channel, got input "
+                             f"shape {x.shape}: use a batch of at least 2 images")
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - mean), axis=axes)
+        return mean, var
+
+
+def max_pool_3x3_stride2(x: jax.Array) -> jax.Array:
+    """torch.nn.MaxPool2d(3, stride=2, padding=1): padding never wins the max (-inf)."""
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2))
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: conv3x3-BN-ReLU-conv3x3-BN, + shortcut, ReLU."""
+
+    planes: int
+    stride: int = 1
+    downsample: bool = False  # option B shortcut: 1x1 conv (stride) + BN
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        norm = partial(BatchNorm, use_running_average=not train)
+        out = nn.relu(norm(name="bn1")(conv(self.planes, 3, self.stride, name="conv1")(x)))
+        out = norm(name="bn2")(conv(self.planes, 3, name="conv2")(out))
+        if self.downsample:
+            x = norm(name="downsample_1")(conv(self.planes, 1, self.stride, name="downsample_0")(x))
+        return nn.relu(out + x)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (ResNet v1.5: the stride sits on the 3x3 conv)."""
+
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        norm = partial(BatchNorm, use_running_average=not train)
+        out_planes = self.planes * self.expansion
+        out = nn.relu(norm(name="bn1")(conv(self.planes, 1, name="conv1")(x)))
+        out = nn.relu(norm(name="bn2")(conv(self.planes, 3, self.stride, name="conv2")(out)))
+        out = norm(name="bn3")(conv(out_planes, 1, name="conv3")(out))
+        if self.downsample:
+            x = norm(name="downsample_1")(conv(out_planes, 1, self.stride, name="downsample_0")(x))
+        return nn.relu(out + x)
+
+
+class PreActBlock(nn.Module):
+    """Wide ResNet block: BN-ReLU-conv3x3-BN-ReLU-conv3x3, + shortcut (no ReLU after the sum).
+
+    When the shape changes the 1x1 shortcut conv reads the pre-activated input, as in
+    Zagoruyko and Komodakis' code.
+    """
+
+    planes: int
+    stride: int = 1
+    projection: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        norm = partial(BatchNorm, use_running_average=not train)
+        activated = nn.relu(norm(name="bn1")(x))
+        out = conv(self.planes, 3, self.stride, name="conv1")(activated)
+        out = conv(self.planes, 3, name="conv2")(nn.relu(norm(name="bn2")(out)))
+        shortcut = conv(self.planes, 1, self.stride, name="shortcut")(activated) if self.projection else x
+        return out + shortcut
+
+
+def _stages(x: jax.Array, train: bool, block: Callable[..., nn.Module], widths: tuple[int, ...],
+            blocks: tuple[int, ...], strides: tuple[int, ...], expansion: int = 1,
+            shortcut_field: str = "downsample") -> jax.Array:
+    """Stacks `layer{i}_{j}` blocks; only the first block of a stage strides or projects."""
+    for stage, (width, count, stride) in enumerate(zip(widths, blocks, strides), start=1):
+        for index in range(count):
+            step = stride if index == 0 else 1
+            project = step != 1 or x.shape[-1] != width * expansion
+            x = block(width, step, **{shortcut_field: project}, name=f"layer{stage}_{index}")(x, train)
+    return x
+
+
+class CifarResNet(nn.Module):
+    """He et al. 2016 CIFAR ResNet (depth 6n+2): 16/32/64 channels, option B shortcuts."""
+
+    blocks_per_stage: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = nn.relu(BatchNorm(not train, name="bn1")(conv(16, 3, name="conv1")(x)))
+        n = self.blocks_per_stage
+        x = _stages(x, train, BasicBlock, (16, 32, 64), (n, n, n), (1, 2, 2))
+        return global_avg_pool(x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k, pre-activation: widths 16, 16k, 32k, 64k; final BN-ReLU before pooling."""
+
+    depth: int = 28
+    widen: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        n = (self.depth - 4) // 6
+        k = self.widen
+        x = conv(16, 3, name="conv1")(x)
+        x = _stages(x, train, PreActBlock, (16 * k, 32 * k, 64 * k), (n, n, n), (1, 2, 2),
+                    shortcut_field="projection")
+        x = nn.relu(BatchNorm(not train, name="final_bn")(x))
+        return global_avg_pool(x)
+
+
+class TorchvisionResNet(nn.Module):
+    """torchvision.models.ResNet without its `fc`: 7x7/2 stem, 3x3/2 max pool, four stages."""
+
+    block: Any
+    blocks: tuple[int, int, int, int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = nn.relu(BatchNorm(not train, name="bn1")(conv(64, 7, 2, 3, name="conv1")(x)))
+        x = max_pool_3x3_stride2(x)
+        x = _stages(x, train, self.block, (64, 128, 256, 512), self.blocks, (1, 2, 2, 2),
+                    expansion=self.block.expansion)
+        return global_avg_pool(x)
+
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "resnet20": partial(CifarResNet, blocks_per_stage=3),
+    "wrn28_2": partial(WideResNet, depth=28, widen=2),
+    "resnet18": partial(TorchvisionResNet, block=BasicBlock, blocks=(2, 2, 2, 2)),
+    "resnet50": partial(TorchvisionResNet, block=Bottleneck, blocks=(3, 4, 6, 3)),
+}
+FEATURES = {"resnet20": 64, "wrn28_2": 128, "resnet18": 512, "resnet50": 2048}
+
+
+def check_backbone(backbone: str) -> None:
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone '{backbone}': choose one of {', '.join(BACKBONES)}")
+
+
+def make_backbone(backbone: str, name: str | None = None) -> nn.Module:
+    check_backbone(backbone)
+    return BACKBONES[backbone](name=name)
+
+
+def resnet20(name: str | None = None) -> nn.Module:
+    return make_backbone("resnet20", name)
+
+
+def wrn28_2(name: str | None = None) -> nn.Module:
+    return make_backbone("wrn28_2", name)
+
+
+def resnet18(name: str | None = None) -> nn.Module:
+    return make_backbone("resnet18", name)
+
+
+def resnet50(name: str | None = None) -> nn.Module:
+    return make_backbone("resnet50", name)
+
+
+class SupervisedHead(nn.Module):
+    num_classes: int
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool) -> jax.Array:
+        features = nn.Dropout(self.dropout, deterministic=not train)(features)
+        return nn.Dense(self.num_classes, kernel_init=head_kernel_init, name="linear")(features)
+
+
+class SesemiNet(nn.Module):
+    """Shared backbone, supervised head (dropout -> linear), self-supervised head (linear).
+
+    Without `joint_forward` the backbone runs twice, supervised batch first: each call
+    normalizes with its own batch statistics and both update the running statistics, in that
+    order. With it, one call on the concatenation. Train mode needs `mutable=['batch_stats']`
+    and, when dropout > 0, an rng named 'dropout'.
+    """
+
+    backbone: str
+    num_classes: int
+    num_proxy: int = 0
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x_sup: jax.Array, x_self: jax.Array | None = None, train: bool = False,
+                 joint_forward: bool = False) -> tuple[jax.Array, jax.Array | None]:
+        if x_self is not None and self.num_proxy == 0:
+            raise ValueError("x_self was given but this SesemiNet has no self-supervised head "
+                             "(num_proxy=0): pass num_proxy > 0 or leave x_self out")
+        features = make_backbone(self.backbone, name="backbone")
+        sup_head = SupervisedHead(self.num_classes, self.dropout, name="sup_head")
+        self_head = nn.Dense(self.num_proxy, kernel_init=head_kernel_init, name="self_head") \
+            if self.num_proxy else None
+        if x_self is None:
+            return sup_head(features(x_sup, train), train), None
+        if joint_forward:
+            both = features(jnp.concatenate([x_sup, x_self]), train)
+            f_sup, f_self = both[:x_sup.shape[0]], both[x_sup.shape[0]:]
+        else:
+            f_sup = features(x_sup, train)
+            f_self = features(x_self, train)
+        return sup_head(f_sup, train), self_head(f_self)
+
+
+def make_model(backbone: str, num_classes: int, num_proxy: int = 0, dropout: float = 0.0) -> SesemiNet:
+    check_backbone(backbone)  # fail here, with the list of names, rather than at first call
+    if num_classes < 1 or num_proxy < 0:
+        raise ValueError(f"num_classes must be >= 1 and num_proxy >= 0, got {num_classes} and {num_proxy}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return SesemiNet(backbone, num_classes, num_proxy, dropout)
+
+
+def init_variables(model: SesemiNet, key: jax.Array, image_size: int, channels: int = 3) -> dict:
+    """{'params', 'batch_stats'} for NHWC inputs of `image_size` x `image_size` x `channels`."""
+    return dict(_jitted_init(model, key, image_size, channels))
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _jitted_init(model: SesemiNet, key: jax.Array, image_size: int, channels: int) -> Any:
+    # One compiled init per (model, size): compiling the ~60 threefry draws takes seconds on CPU.
+    x = jnp.zeros((1, image_size, image_size, channels), jnp.float32)
+    return model.init({"params": key}, x, x if model.num_proxy else None, train=False)

@@ -1,0 +1,191 @@
+"""PyTorch backbones and the two-head SESEMI network: the reference for `sesemi_jax.models`.
+
+Layout is NCHW. The CIFAR ResNet reuses torchvision's BasicBlock, so its state-dict names
+(`layer2.0.downsample.0.weight`, ...) follow torchvision's, like resnet18/resnet50 do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+
+def conv3x3(in_planes: int, planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
+
+
+def he_init_(model: nn.Module) -> None:
+    """torchvision's ResNet init: kaiming normal fan-out for convs, BN weight 1 and bias 0."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def head_init_(linear: nn.Linear) -> nn.Linear:
+    """Both frameworks: weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias 0."""
+    bound = 1.0 / math.sqrt(linear.in_features)
+    nn.init.uniform_(linear.weight, -bound, bound)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+def _basic_stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    """Option B shortcut (1x1 conv + BN) on the first block when the shape changes."""
+    downsample = None
+    if stride != 1 or in_planes != planes:
+        downsample = nn.Sequential(conv1x1(in_planes, planes, stride), nn.BatchNorm2d(planes))
+    layers = [BasicBlock(in_planes, planes, stride, downsample)]
+    layers += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class CifarResNet(nn.Module):
+    """He et al. 2016 CIFAR ResNet (depth 6n+2): 16/32/64 channels, option B shortcuts."""
+
+    def __init__(self, blocks_per_stage: int = 3):
+        super().__init__()
+        self.conv1 = conv3x3(3, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = _basic_stage(16, 16, blocks_per_stage, 1)
+        self.layer2 = _basic_stage(16, 32, blocks_per_stage, 2)
+        self.layer3 = _basic_stage(32, 64, blocks_per_stage, 2)
+        self.out_features = 64
+        he_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return x.mean(dim=(2, 3))
+
+
+class PreActBlock(nn.Module):
+    """Wide ResNet block: BN-ReLU-conv3x3-BN-ReLU-conv3x3, + shortcut (no ReLU after the sum).
+
+    When the shape changes the 1x1 shortcut conv reads the pre-activated input, as in
+    Zagoruyko and Komodakis' code.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.shortcut = conv1x1(in_planes, planes, stride) if stride != 1 or in_planes != planes else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(activated))))
+        return out + (self.shortcut(activated) if self.shortcut is not None else x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k, pre-activation: widths 16, 16k, 32k, 64k; final BN-ReLU before pooling."""
+
+    def __init__(self, depth: int = 28, widen: int = 2):
+        super().__init__()
+        n = (depth - 4) // 6
+        widths = (16 * widen, 32 * widen, 64 * widen)
+        self.conv1 = conv3x3(3, 16)
+        in_planes = 16
+        for stage, (width, stride) in enumerate(zip(widths, (1, 2, 2)), start=1):
+            blocks = [PreActBlock(in_planes, width, stride)] + [PreActBlock(width, width) for _ in range(n - 1)]
+            self.add_module(f"layer{stage}", nn.Sequential(*blocks))
+            in_planes = width
+        self.final_bn = nn.BatchNorm2d(in_planes)
+        self.out_features = in_planes
+        he_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        return F.relu(self.final_bn(x)).mean(dim=(2, 3))
+
+
+def _torchvision_backbone(name: str) -> nn.Module:
+    """torchvision's ResNet (its own He fan-out init) with `fc` replaced by Identity."""
+    model = getattr(torchvision.models, name)(weights=None)
+    model.out_features = model.fc.in_features
+    model.fc = nn.Identity()
+    return model
+
+
+def resnet20() -> nn.Module:
+    return CifarResNet(blocks_per_stage=3)
+
+
+def wrn28_2() -> nn.Module:
+    return WideResNet(depth=28, widen=2)
+
+
+def resnet18() -> nn.Module:
+    return _torchvision_backbone("resnet18")
+
+
+def resnet50() -> nn.Module:
+    return _torchvision_backbone("resnet50")
+
+
+BACKBONES = {"resnet20": resnet20, "wrn28_2": wrn28_2, "resnet18": resnet18, "resnet50": resnet50}
+
+
+def check_backbone(backbone: str) -> None:
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone '{backbone}': choose one of {', '.join(BACKBONES)}")
+
+
+def make_backbone(backbone: str) -> nn.Module:
+    check_backbone(backbone)
+    return BACKBONES[backbone]()
+
+
+class SesemiNet(nn.Module):
+    """Shared backbone, supervised head (dropout -> linear), self-supervised head (linear).
+
+    Train/eval is the module's mode (`model.train()`, `model.eval()`). Without
+    `joint_forward` the backbone runs twice, supervised batch first: each call normalizes with
+    its own batch statistics and both update the running statistics, in that order.
+    """
+
+    def __init__(self, backbone: str, num_classes: int, num_proxy: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = make_backbone(backbone)
+        features = self.backbone.out_features
+        self.sup_head = nn.Sequential(OrderedDict(
+            dropout=nn.Dropout(dropout), linear=head_init_(nn.Linear(features, num_classes))))
+        self.self_head = head_init_(nn.Linear(features, num_proxy)) if num_proxy else None
+
+    def forward(self, x_sup: torch.Tensor, x_self: torch.Tensor | None = None,
+                joint_forward: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if x_self is not None and self.self_head is None:
+            raise ValueError("x_self was given but this SesemiNet has no self-supervised head "
+                             "(num_proxy=0): pass num_proxy > 0 or leave x_self out")
+        if x_self is None:
+            return self.sup_head(self.backbone(x_sup)), None
+        if joint_forward:
+            f_sup, f_self = self.backbone(torch.cat([x_sup, x_self])).split([len(x_sup), len(x_self)])
+        else:
+            f_sup = self.backbone(x_sup)
+            f_self = self.backbone(x_self)
+        return self.sup_head(f_sup), self.self_head(f_self)
+
+
+def make_model(backbone: str, num_classes: int, num_proxy: int = 0, dropout: float = 0.0) -> SesemiNet:
+    check_backbone(backbone)
+    if num_classes < 1 or num_proxy < 0:
+        raise ValueError(f"num_classes must be >= 1 and num_proxy >= 0, got {num_classes} and {num_proxy}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return SesemiNet(backbone, num_classes, num_proxy, dropout)
