@@ -1,0 +1,112 @@
+"""PyTorch state dicts <-> the framework-free `.npz` that `sesemi_jax.convert` reads and writes.
+
+The file holds the model's state dict as numpy arrays under the same names, so it needs no
+conversion here: `sesemi_jax.convert` does the layout changes (OIHW <-> HWIO, ...).
+
+Also: `python -m sesemi_torch.convert resnet18.pth resnet18.npz` turns a torchvision
+state-dict file into the `.npz` that `sesemi_jax.convert.load_torchvision_weights` reads.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sesemi_torch.models import SesemiNet
+
+
+class WeightsError(ValueError):
+    """A weights file that does not fit the model; the message names the key."""
+
+
+def save_npz(model: nn.Module, path: str | Path) -> None:
+    """Write `model.state_dict()` to exactly `path` (np.savez would otherwise append '.npz')."""
+    arrays = {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist: pass the path of a .npz weights file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (ValueError, OSError) as err:
+        raise WeightsError(f"weights file {path} is not a readable .npz ({err})") from err
+
+
+def _checked_state_dict(module: nn.Module, arrays: dict[str, np.ndarray], source: str) -> dict:
+    """`arrays` as tensors once every key and shape fits `module`; a missing
+    num_batches_tracked (unused with momentum 0.1) keeps the module's own value."""
+    expected = module.state_dict()
+    for key, value in expected.items():
+        if key not in arrays and not key.endswith("num_batches_tracked"):
+            raise WeightsError(f"{source}: missing key '{key}' that the model needs "
+                               "(was the file saved from another backbone?)")
+    state_dict = dict(expected)
+    for key, array in arrays.items():
+        if key not in expected:
+            raise WeightsError(f"{source}: unexpected key '{key}' that the model does not have "
+                               "(was the file saved from another backbone?)")
+        if tuple(array.shape) != tuple(expected[key].shape):
+            raise WeightsError(f"{source}: key '{key}' has shape {tuple(array.shape)}, "
+                               f"the model expects {tuple(expected[key].shape)}")
+        state_dict[key] = torch.as_tensor(array, dtype=expected[key].dtype)
+    return state_dict
+
+
+def load_npz(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a `.npz` written by either framework's `save_npz` into `model`, in place."""
+    model.load_state_dict(_checked_state_dict(model, read_npz(path), f"weights file {path}"))
+    return model
+
+
+def read_torchvision_pth(path: str | Path) -> dict[str, torch.Tensor]:
+    """A torchvision ResNet state dict (as `torch.save(resnet18().state_dict(), path)` writes it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist: pass a torchvision .pth state dict")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise WeightsError(f"weights file {path} is not a readable torch state dict ({err})") from err
+    if not isinstance(state_dict, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state_dict).__name__}, not a state dict")
+    return state_dict
+
+
+def load_torchvision_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
+    """Load a torchvision ResNet `.pth` into `model.backbone`; its ImageNet `fc.*` is dropped."""
+    state_dict = read_torchvision_pth(path)
+    if any(key.startswith("backbone.") for key in state_dict):
+        raise WeightsError(f"weights file {path} holds a whole SesemiNet ('backbone.*' keys), not a "
+                           "torchvision state dict: load it with load_state_dict")
+    arrays = {k: v.numpy() for k, v in state_dict.items() if not k.startswith("fc.")}
+    model.backbone.load_state_dict(_checked_state_dict(model.backbone, arrays, f"weights file {path}"))
+    return model
+
+
+def torchvision_pth_to_npz(pth_path: str | Path, npz_path: str | Path) -> None:
+    """Rewrite a torchvision `.pth` state dict as `.npz`, same keys (fc included), for JAX."""
+    arrays = {key: value.numpy() for key, value in read_torchvision_pth(pth_path).items()}
+    with open(npz_path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m sesemi_torch.convert TORCHVISION.pth OUT.npz", file=sys.stderr)
+        return 2
+    torchvision_pth_to_npz(*args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
