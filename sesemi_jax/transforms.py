@@ -1,0 +1,110 @@
+"""Image transforms on uint8 NHWC batches, split into `sample_*` (random) and pure `apply_*`.
+
+Random numbers differ across frameworks by design (DESIGN.md section 5), so every random
+transform draws its parameters with `sample_*` and applies them with a pure `apply_*`; the
+parity tests feed this module and `sesemi_torch.transforms` the same numpy-drawn parameters.
+Everything here is jit-compatible and vectorized over the batch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from sesemi_common.config import AugmentConfig
+from sesemi_common.sampling import crop_geometry
+
+# Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
+PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
+PAD_MODES = ("reflect", "constant")
+
+
+def _check_batch(images: jax.Array) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images of shape {images.shape} are not a batch: pass (N, H, W, C) NHWC")
+
+
+def proxy_views(images: jax.Array, proxy: str = "rotate_flip") -> tuple[jax.Array, jax.Array]:
+    """All proxy views of every image, image-major `[img0 t0..t5, img1 t0..t5, ...]`, and int32 targets."""
+    if proxy not in PROXY_VIEWS:
+        raise ValueError(f"unknown proxy '{proxy}': use one of {', '.join(PROXY_VIEWS)}")
+    _check_batch(images)
+    n, height, width, _ = images.shape
+    if height != width:
+        raise ValueError(f"proxy views need square images (quarter turns swap H and W), got {height}x{width}")
+    num_views = PROXY_VIEWS[proxy]
+    rotations = [jnp.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    flips = [images[:, :, ::-1], images[:, ::-1]]  # width axis, then height axis
+    views = jnp.stack((rotations + flips)[:num_views], axis=1)  # (N, views, H, W, C)
+    targets = jnp.tile(jnp.arange(num_views, dtype=jnp.int32), n)
+    return views.reshape((n * num_views,) + images.shape[1:]), targets
+
+
+def sample_crop_params(rng: jax.Array, n: int, max_offset: int) -> jax.Array:
+    """int32 (n, 2) crop offsets (dy, dx), uniform in [0, 2 * max_offset]; max_offset is the shift."""
+    return jax.random.randint(rng, (n, 2), 0, 2 * max_offset + 1, dtype=jnp.int32)
+
+
+def apply_crop(images: jax.Array, offsets: jax.Array, padding: int, mode: str) -> jax.Array:
+    """Pad H and W by `padding` (reflect or zero) and crop the original size at each image's offsets.
+
+    Offsets (dy, dx) lie in [0, 2 * padding]; offset == padding is the identity. Traced offsets
+    cannot be checked, and `lax.dynamic_slice` clamps out-of-range ones to the border.
+    """
+    if mode not in PAD_MODES:
+        raise ValueError(f"unknown pad mode '{mode}': use 'reflect' (translate) or 'constant' (pad_crop)")
+    _check_batch(images)
+    _, height, width, channels = images.shape
+    if mode == "reflect" and padding >= min(height, width):
+        raise ValueError(f"reflect padding {padding} needs images larger than it, got {height}x{width}")
+    if padding == 0:
+        return images
+    # jnp.pad's 'reflect' mirrors without repeating the edge pixel, as torch's reflect padding does.
+    pad_width = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    padded = jnp.pad(images, pad_width, mode=mode)
+
+    def crop_one(image: jax.Array, offset: jax.Array) -> jax.Array:
+        start = (offset[0], offset[1], 0)
+        return jax.lax.dynamic_slice(image, start, (height, width, channels))
+
+    return jax.vmap(crop_one)(padded, jnp.asarray(offsets, jnp.int32))
+
+
+def sample_flip_params(rng: jax.Array, n: int) -> jax.Array:
+    """bool (n,): flip image i left-right where True, each with probability 1/2."""
+    return jax.random.bernoulli(rng, 0.5, (n,))
+
+
+def apply_hflip(images: jax.Array, flags: jax.Array) -> jax.Array:
+    """Flip the width axis of the images whose flag is True."""
+    _check_batch(images)
+    flags = jnp.asarray(flags, jnp.bool_)[:, None, None, None]
+    return jnp.where(flags, images[:, :, ::-1], images)
+
+
+def normalize(images: jax.Array, mean, std) -> jax.Array:
+    """float32 `(x / 255 - mean) / std` per channel (last axis); mean and std on the 0..1 scale."""
+    mean = jnp.asarray(mean, jnp.float32)
+    std = jnp.asarray(std, jnp.float32)
+    return (images.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def augment_supervised(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:
+    """Supervised branch: the configured crop, then a random left-right flip when `augment.hflip`.
+
+    `augment` holds Python values, fixed at trace time: jit a closure over it, e.g.
+    `jax.jit(lambda k, x: augment_supervised(k, x, cfg.augment))`.
+    """
+    padding, mode = crop_geometry(augment)
+    crop_key, flip_key = jax.random.split(key)
+    n = images.shape[0]
+    cropped = apply_crop(images, sample_crop_params(crop_key, n, padding), padding, mode)
+    if not augment.hflip:
+        return cropped
+    return apply_hflip(cropped, sample_flip_params(flip_key, n))
+
+
+def augment_self(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:
+    """Self-supervised branch: the configured crop only; flips are proxy labels here, never random."""
+    padding, mode = crop_geometry(augment)
+    return apply_crop(images, sample_crop_params(key, images.shape[0], padding), padding, mode)
