@@ -1,0 +1,159 @@
+"""Image transforms on uint8 NCHW batches, split into `sample_*` (random) and pure `apply_*`.
+
+The reference twin of `sesemi_jax.transforms`. Random numbers differ across frameworks by
+design (DESIGN.md section 5), so each random transform draws its parameters with `sample_*`
+(from a `torch.Generator`; None means torch's global generator) and applies them with a pure
+`apply_*`. The batch functions serve the trainer; `Translate` and `PadCrop` are the same crops
+for one CHW image as `torchvision.transforms.v2` transforms, for per-image DataLoader pipelines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import is_pure_tensor
+
+from sesemi_common.config import AugmentConfig
+from sesemi_common.sampling import crop_geometry
+
+# Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
+PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
+PAD_MODES = ("reflect", "constant")
+
+
+def _check_batch(images: torch.Tensor) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images of shape {tuple(images.shape)} are not a batch: pass (N, C, H, W) NCHW")
+
+
+def proxy_views(images: torch.Tensor, proxy: str = "rotate_flip") -> tuple[torch.Tensor, torch.Tensor]:
+    """All proxy views of every image, image-major `[img0 t0..t5, img1 t0..t5, ...]`, and int64 targets."""
+    if proxy not in PROXY_VIEWS:
+        raise ValueError(f"unknown proxy '{proxy}': use one of {', '.join(PROXY_VIEWS)}")
+    _check_batch(images)
+    n, _, height, width = images.shape
+    if height != width:
+        raise ValueError(f"proxy views need square images (quarter turns swap H and W), got {height}x{width}")
+    num_views = PROXY_VIEWS[proxy]
+    rotations = [torch.rot90(images, k, dims=(2, 3)) for k in range(4)]
+    flips = [images.flip(3), images.flip(2)]  # width axis, then height axis
+    views = torch.stack((rotations + flips)[:num_views], dim=1)  # (N, views, C, H, W)
+    targets = torch.arange(num_views, device=images.device).repeat(n)
+    return views.reshape((n * num_views,) + tuple(images.shape[1:])), targets
+
+
+def sample_crop_params(rng: torch.Generator | None, n: int, max_offset: int) -> torch.Tensor:
+    """int32 (n, 2) crop offsets (dy, dx), uniform in [0, 2 * max_offset]; max_offset is the shift."""
+    return torch.randint(0, 2 * max_offset + 1, (n, 2), generator=rng, dtype=torch.int32)
+
+
+def apply_crop(images: torch.Tensor, offsets, padding: int, mode: str) -> torch.Tensor:
+    """Pad H and W by `padding` (reflect or zero) and crop the original size at each image's offsets.
+
+    Offsets (dy, dx) lie in [0, 2 * padding]; offset == padding is the identity.
+    """
+    if mode not in PAD_MODES:
+        raise ValueError(f"unknown pad mode '{mode}': use 'reflect' (translate) or 'constant' (pad_crop)")
+    _check_batch(images)
+    n, _, height, width = images.shape
+    if mode == "reflect" and padding >= min(height, width):
+        raise ValueError(f"reflect padding {padding} needs images larger than it, got {height}x{width}")
+    offsets = torch.as_tensor(offsets).long()
+    if offsets.shape != (n, 2):
+        raise ValueError(f"offsets of shape {tuple(offsets.shape)} do not fit {n} images: pass ({n}, 2)")
+    if n and (offsets.min() < 0 or offsets.max() > 2 * padding):
+        raise ValueError(f"crop offsets must lie in [0, {2 * padding}] for padding {padding}, "
+                         f"got {offsets.min().item()}..{offsets.max().item()}")
+    # Reflect padding works on uint8 directly (torch 2.x); it mirrors without repeating the edge.
+    padded = F.pad(images, (padding,) * 4, mode=mode)
+    offsets = offsets.to(images.device)
+    rows = offsets[:, 0, None] + torch.arange(height, device=images.device)  # (N, H)
+    cols = offsets[:, 1, None] + torch.arange(width, device=images.device)  # (N, W)
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    # Advanced indices around a slice put the indexed dims first: (N, H, W, C).
+    crops = padded[batch, :, rows[:, :, None], cols[:, None, :]]
+    return crops.permute(0, 3, 1, 2).contiguous()
+
+
+def sample_flip_params(rng: torch.Generator | None, n: int) -> torch.Tensor:
+    """bool (n,): flip image i left-right where True, each with probability 1/2."""
+    return torch.rand(n, generator=rng) < 0.5
+
+
+def apply_hflip(images: torch.Tensor, flags) -> torch.Tensor:
+    """Flip the width axis of the images whose flag is True."""
+    _check_batch(images)
+    flags = torch.as_tensor(flags, dtype=torch.bool, device=images.device)[:, None, None, None]
+    return torch.where(flags, images.flip(3), images)
+
+
+def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """float32 `(x / 255 - mean) / std` per channel (axis -3: NCHW or CHW); mean, std on the 0..1 scale."""
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device)[:, None, None]
+    std = torch.as_tensor(std, dtype=torch.float32, device=images.device)[:, None, None]
+    return (images.float() / 255.0 - mean) / std
+
+
+def augment_supervised(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
+    """Supervised branch: the configured crop, then a random left-right flip when `augment.hflip`."""
+    padding, mode = crop_geometry(augment)
+    n = images.shape[0]
+    cropped = apply_crop(images, sample_crop_params(rng, n, padding), padding, mode)
+    if not augment.hflip:
+        return cropped
+    return apply_hflip(cropped, sample_flip_params(rng, n))
+
+
+def augment_self(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
+    """Self-supervised branch: the configured crop only; flips are proxy labels here, never random."""
+    padding, mode = crop_geometry(augment)
+    return apply_crop(images, sample_crop_params(rng, images.shape[0], padding), padding, mode)
+
+
+class RandomPadCrop(v2.Transform):
+    """`apply_crop` on one CHW uint8 image with offsets drawn by `sample_crop_params` from torch's global RNG.
+
+    Transforms plain tensors and `tv_tensors.Image`; other tv_tensors (boxes, masks) pass through.
+    """
+
+    _transformed_types = (is_pure_tensor, tv_tensors.Image, PIL.Image.Image)
+
+    def __init__(self, padding: int, mode: str):
+        super().__init__()
+        if mode not in PAD_MODES:
+            raise ValueError(f"unknown pad mode '{mode}': use 'reflect' or 'constant'")
+        self.padding = padding
+        self.mode = mode
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"offsets": sample_crop_params(None, 1, self.padding)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, PIL.Image.Image):
+            raise TypeError(f"{type(self).__name__} takes CHW uint8 tensors: put v2.PILToTensor() before it")
+        cropped = apply_crop(inpt[None], params["offsets"], self.padding, self.mode)[0]
+        return tv_tensors.wrap(cropped, like=inpt) if isinstance(inpt, tv_tensors.Image) else cropped
+
+
+class Translate(RandomPadCrop):
+    """Random translation by up to `max_shift` px per axis, reflect padding (the `translate` crop)."""
+
+    def __init__(self, max_shift: int = 2):
+        super().__init__(max_shift, "reflect")
+
+
+class PadCrop(RandomPadCrop):
+    """Zero padding by `padding` px, then a random crop of the original size (the `pad_crop` crop)."""
+
+    def __init__(self, padding: int = 4):
+        super().__init__(padding, "constant")
+
+
+def crop_transform(augment: AugmentConfig) -> RandomPadCrop:
+    """The per-image v2 transform of the configured crop."""
+    return Translate(augment.translate) if augment.crop == "translate" else PadCrop(augment.crop_padding)
