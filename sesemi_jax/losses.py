@@ -1,0 +1,37 @@
+"""Loss terms of SESEMI (DESIGN.md section 2): batch-mean cross-entropies and the self-term weight."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of (N, K) logits against (N,) integer labels."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def sigmoid_rampup(step, rampup_steps: int) -> jax.Array:
+    """float32 `exp(-5 (1 - min(t, T)/T)^2)`: 1.0 from step T on, and always 1.0 when T == 0 (no ramp-up)."""
+    if rampup_steps < 0:
+        raise ValueError(f"rampup_steps must be zero or positive, got {rampup_steps}")
+    if rampup_steps == 0:
+        return jnp.float32(1.0)
+    # (T - min(t, T)) / T keeps the subtraction exact for integer steps; one rounding, in the division.
+    remaining = (rampup_steps - jnp.minimum(jnp.asarray(step, jnp.float32), rampup_steps)) / rampup_steps
+    return jnp.exp(-5.0 * remaining * remaining)
+
+
+def joint_loss(sup_logits: jax.Array, labels: jax.Array, self_logits: jax.Array | None,
+               self_targets: jax.Array | None, weight) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`CE(sup_logits, labels) + weight * CE(self_logits, self_targets)` and its named terms.
+
+    `self_logits=None` (no self-supervised batch) makes the self term 0.
+    """
+    loss_sup = cross_entropy(sup_logits, labels)
+    if self_logits is None:
+        loss_self = jnp.zeros_like(loss_sup)
+    else:
+        loss_self = cross_entropy(self_logits, self_targets)
+    return loss_sup + weight * loss_self, {"loss_sup": loss_sup, "loss_self": loss_self}

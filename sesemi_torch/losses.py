@@ -1,0 +1,37 @@
+"""Loss terms of SESEMI (DESIGN.md section 2): batch-mean cross-entropies and the self-term weight."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean softmax cross-entropy of (N, K) logits against (N,) integer labels."""
+    return F.cross_entropy(logits, labels)
+
+
+def sigmoid_rampup(step: int, rampup_steps: int) -> float:
+    """`exp(-5 (1 - min(t, T)/T)^2)`: 1.0 from step T on, and always 1.0 when T == 0 (no ramp-up)."""
+    if rampup_steps < 0:
+        raise ValueError(f"rampup_steps must be zero or positive, got {rampup_steps}")
+    if rampup_steps == 0:
+        return 1.0
+    remaining = (rampup_steps - min(step, rampup_steps)) / rampup_steps
+    return math.exp(-5.0 * remaining * remaining)
+
+
+def joint_loss(sup_logits: torch.Tensor, labels: torch.Tensor, self_logits: torch.Tensor | None,
+               self_targets: torch.Tensor | None, weight) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`CE(sup_logits, labels) + weight * CE(self_logits, self_targets)` and its named terms.
+
+    `self_logits=None` (no self-supervised batch) makes the self term 0.
+    """
+    loss_sup = cross_entropy(sup_logits, labels)
+    if self_logits is None:
+        loss_self = torch.zeros_like(loss_sup)
+    else:
+        loss_self = cross_entropy(self_logits, self_targets)
+    return loss_sup + weight * loss_self, {"loss_sup": loss_sup, "loss_self": loss_self}
