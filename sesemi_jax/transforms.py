@@ -86,6 +86,7 @@ def normalize(images: jax.Array, mean, std) -> jax.Array:
     """float32 `(x / 255 - mean) / std` per channel (last axis); mean and std on the 0..1 scale."""
     mean = jnp.asarray(mean, jnp.float32)
     std = jnp.asarray(std, jnp.float32)
+    # XLA rewrites `/ 255.0` as `* float32(1/255)`: up to one ulp from torch's true division.
     return (images.astype(jnp.float32) / 255.0 - mean) / std
 
 
