@@ -117,15 +117,13 @@ def _head_table(state_dict: dict[str, np.ndarray], backbone: str, source: str) -
 
 
 def _check_keys(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]],
-                backbone: str, source: str) -> None:
+                backbone: str, source: str, hint: str = "was the file saved from another backbone?") -> None:
     for key in expected:
         if key not in found:
-            raise WeightsError(f"{source}: missing key '{key}' that {backbone} needs "
-                               "(was the file saved from another backbone?)")
+            raise WeightsError(f"{source}: missing key '{key}' that {backbone} needs ({hint})")
     for key, shape in found.items():
         if key not in expected:
-            raise WeightsError(f"{source}: unexpected key '{key}' that {backbone} does not have "
-                               "(was the file saved from another backbone?)")
+            raise WeightsError(f"{source}: unexpected key '{key}' that {backbone} does not have ({hint})")
         if tuple(shape) != expected[key]:
             raise WeightsError(f"{source}: key '{key}' has shape {tuple(shape)}, "
                                f"{backbone} expects {expected[key]}")
@@ -153,7 +151,8 @@ def state_dict_from_variables(variables: dict, backbone: str) -> dict[str, np.nd
     table, found = _table(variables)
     _, expected = backbone_table(backbone)
     heads = {key: shape for key, shape in found.items() if key.startswith(tuple(f"{h}." for h in _HEADS))}
-    _check_keys(found, {**expected, **heads}, backbone, "variables")
+    _check_keys(found, {**expected, **heads}, backbone, "variables",
+                hint="are these the variables of another backbone?")
     state_dict = {}
     for key, (collection, path, layout) in table.items():
         leaf = variables[collection]
