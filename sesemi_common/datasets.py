@@ -1,0 +1,508 @@
+"""Datasets as uint8 arrays: CIFAR-10/100 (official pickles), ImageFolder trees, embedded digits.
+
+Every loader returns a `Dataset` of `uint8 (N, H, W, 3)` images and `int64` labels, so the
+two frameworks start from the very same bytes. Only numpy, Pillow and the standard library
+are used here; scikit-learn is imported lazily, for the digits only.
+
+- `cifar10` / `cifar100`: the official python-pickle archives. `data.root` holds the
+  extracted folder or the archive; with `data.download=true` a missing archive is fetched
+  from the official URL. The archive's MD5 is checked before it is extracted.
+- `imagefolder`: `root/train/<class>/*` and `root/test/<class>/*` (class = folder name,
+  sorted). The tree is decoded once with Pillow and cached as one `.npy` beside a `.json`
+  holding the fingerprint of the source (relative path, size and mtime of every image), in
+  `$SESEMI_CACHE_DIR` or `~/.cache/sesemi`; a changed source gets a fresh decode.
+- `digits`: scikit-learn's 1,797 real 8x8 handwritten digits, no download needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+CACHE_VERSION = 1  # bump when the cached layout or the decoding changes
+
+
+class DatasetError(ValueError):
+    """Data that cannot be loaded; the one-line message names the path or value and what to do."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    train_images: np.ndarray  # uint8 (N, H, W, 3)
+    train_labels: np.ndarray  # int64 (N,)
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_dataset(data_cfg) -> Dataset:
+    """The dataset `data_cfg` (a `DataConfig`) names, with images of `data_cfg.image_size`."""
+    name = data_cfg.dataset
+    if name == "digits":
+        return load_digits(data_cfg.image_size)
+    if name in CIFAR_SOURCES:
+        dataset = load_cifar(name, _cifar_root(data_cfg.root), data_cfg.download)
+    elif name == "imagefolder":
+        if not data_cfg.root:
+            raise DatasetError("data.root is empty: set data.root to a folder holding train/<class>/ and test/<class>/")
+        dataset = load_imagefolder(data_cfg.root)
+    else:
+        raise DatasetError(f"unknown dataset '{name}': set data.dataset to one of digits, cifar10, cifar100, imagefolder")
+    _check_image_size(dataset, data_cfg.image_size)
+    return dataset
+
+
+def cache_dir() -> Path:
+    """Where decoded ImageFolder trees (and CIFAR, when data.root is empty) are kept."""
+    return Path(os.environ.get("SESEMI_CACHE_DIR") or Path.home() / ".cache" / "sesemi")
+
+
+def _check_image_size(dataset: Dataset, image_size: int) -> None:
+    height, width = dataset.train_images.shape[1:3]
+    if (height, width) != (image_size, image_size):
+        raise DatasetError(f"{dataset.name} images are {width}x{height} but data.image_size is {image_size}: "
+                           f"set data.image_size={width}" + ("" if width == height else " after making them square"))
+
+
+# ---------------------------------------------------------------- digits
+
+
+def load_digits(image_size: int = 32) -> Dataset:
+    """scikit-learn's handwritten digits as 3-channel uint8 images of `image_size` x `image_size`.
+
+    The 0..16 values are scaled to 0..255 (rounded), upscaled with Pillow's bilinear filter
+    (smooth strokes rather than 4x4 blocks) and replicated to 3 channels. Split, fixed and
+    stratified: in scikit-learn's order, the first `floor(0.8 n_c)` images of each class c
+    train and the rest test (1,433 train, 364 test).
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    small = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    gray = np.stack([np.asarray(Image.fromarray(img, mode="L").resize((image_size, image_size), Image.BILINEAR))
+                     for img in small])
+    images = np.repeat(gray[..., None], 3, axis=-1)
+    labels = digits.target.astype(np.int64)
+    is_train = _first_fraction_per_class(labels, 0.8)
+    return Dataset("digits", images[is_train], labels[is_train], images[~is_train], labels[~is_train],
+                   [str(d) for d in range(10)])
+
+
+def _first_fraction_per_class(labels: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask of the first floor(fraction * count) occurrences of each label."""
+    mask = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        mask[where[: int(fraction * len(where))]] = True
+    return mask
+
+
+# ---------------------------------------------------------------- CIFAR
+
+
+@dataclass(frozen=True)
+class CifarSource:
+    archive: str
+    folder: str  # what the archive extracts to
+    url: str
+    md5: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    labels_key: bytes
+    names_key: bytes
+
+
+CIFAR_SOURCES = {
+    "cifar10": CifarSource("cifar-10-python.tar.gz", "cifar-10-batches-py",
+                           "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                           "c58f30108f718f92721af3b95e74349a",
+                           tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta",
+                           b"labels", b"label_names"),
+    "cifar100": CifarSource("cifar-100-python.tar.gz", "cifar-100-python",
+                            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                            "eb9058c3a382ffc7106e4002c42a8d85",
+                            ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names"),
+}
+
+
+def _cifar_root(root: str) -> Path:
+    return Path(root) if root else cache_dir()
+
+
+def load_cifar(name: str, root: str | Path, download: bool = False) -> Dataset:
+    """CIFAR-10 or CIFAR-100 (fine labels) from `root`, extracting or downloading as needed."""
+    source = CIFAR_SOURCES[name]
+    folder = _cifar_folder(name, Path(root), download)
+    train_images, train_labels = _read_batches(folder, source.train_files, source.labels_key)
+    test_images, test_labels = _read_batches(folder, source.test_files, source.labels_key)
+    meta = _unpickle(folder / source.meta_file)
+    class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(source.names_key, [])]
+    if len(class_names) <= max(train_labels.max(), test_labels.max()):
+        raise DatasetError(f"{folder / source.meta_file} names {len(class_names)} classes but the labels go up to "
+                           f"{max(train_labels.max(), test_labels.max())}: the folder is not the official {name}")
+    return Dataset(name, train_images, train_labels, test_images, test_labels, class_names)
+
+
+def _cifar_folder(name: str, root: Path, download: bool) -> Path:
+    source = CIFAR_SOURCES[name]
+    folder, archive = root / source.folder, root / source.archive
+    if folder.is_dir():
+        return folder
+    if archive.is_file():
+        _check_md5(archive, source.md5)
+        return _extract(archive, root, source.folder)
+    if download:
+        return download_cifar(name, root)
+    raise DatasetError(f"{name} not found: neither {folder} nor {archive} exists; set data.download=true "
+                       f"to fetch it, or put {source.archive} in {root}")
+
+
+def download_cifar(name: str, root: str | Path, url: str | None = None, md5: str | None = None) -> Path:
+    """Fetch the archive of `name` into `root`, check its MD5, extract it; returns the extracted folder.
+
+    `url` and `md5` default to the official ones (tests point them at a local server).
+    """
+    source = CIFAR_SOURCES[name]
+    url, md5, root = url or source.url, md5 or source.md5, Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / source.archive
+    handle, partial_path = tempfile.mkstemp(dir=root, prefix=f".{source.archive}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            got = _fetch(url, out, root)
+        if got != md5:
+            raise DatasetError(f"download of {url} has MD5 {got}, expected {md5}: "
+                               "the transfer was corrupted or the file changed; download again")
+        os.replace(partial_path, archive)
+    finally:
+        if os.path.exists(partial_path):
+            os.remove(partial_path)
+    return _extract(archive, root, source.folder)
+
+
+def _fetch(url: str, out, root: Path) -> str:
+    """Stream `url` into the open file `out`; returns the MD5 hex digest of what arrived."""
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DatasetError(f"cannot download {url} ({reason}): check the network, or put the archive in {root} "
+                           "by hand") from err
+    return digest.hexdigest()
+
+
+def _check_md5(archive: Path, expected: str) -> None:
+    digest = hashlib.md5()
+    with open(archive, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise DatasetError(f"{archive} has MD5 {digest.hexdigest()}, expected {expected}: the file is corrupt or "
+                           "incomplete; delete it and download it again (data.download=true)")
+
+
+def _extract(archive: Path, root: Path, folder: str) -> Path:
+    """Extract `archive`, which must hold only plain files and folders under `folder`, into `root`.
+
+    Extraction goes to a temporary folder first, so an interrupted run never leaves a half
+    folder that would later pass for a complete one.
+    """
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}."))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                inside = member.name == folder or member.name.startswith(folder + "/")
+                if not inside or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
+                    raise DatasetError(f"{archive} holds the unexpected entry '{member.name}': it is not the "
+                                       "official archive; delete it and download it again")
+            tar.extractall(staging, members=members, filter="data")
+        os.replace(staging / folder, root / folder)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise DatasetError(f"cannot extract {archive} ({err}): delete it and download it again") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root / folder
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, dicts, lists and bytes, and nothing that could run other code."""
+
+    def find_class(self, module: str, name: str):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return _numpy_reconstruct()
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):  # bytes in protocol-2 pickles written by Python 3
+            import codecs
+            return codecs.encode
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _numpy_reconstruct():
+    try:
+        return importlib.import_module("numpy._core.multiarray")._reconstruct
+    except ImportError:  # numpy < 2
+        return importlib.import_module("numpy.core.multiarray")._reconstruct
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing: the CIFAR folder is incomplete; delete it and extract the archive again")
+    try:
+        with open(path, "rb") as f:
+            content = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+        raise DatasetError(f"cannot read {path} ({err}): not an official CIFAR file; "
+                           "delete the folder and extract the archive again") from err
+    if not isinstance(content, dict):
+        raise DatasetError(f"{path} holds a {type(content).__name__}, not a dict: not an official CIFAR file; "
+                           "delete the folder and extract the archive again")
+    return content
+
+
+def _read_batches(folder: Path, files: Sequence[str], labels_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for file in files:
+        batch = _unpickle(folder / file)
+        data, batch_labels = np.asarray(batch.get(b"data")), np.asarray(batch.get(labels_key), dtype=np.int64)
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch_labels) != len(data):
+            raise DatasetError(f"{folder / file} holds data of shape {data.shape} ({data.dtype}) and "
+                               f"{len(batch_labels)} labels, expected uint8 (N, 3072) and N labels: not an "
+                               "official CIFAR batch")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(batch_labels)
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+# ---------------------------------------------------------------- ImageFolder
+
+
+def load_imagefolder(root: str | Path, workers: int | None = None) -> Dataset:
+    """`root/train/<class>/...` and `root/test/<class>/...`, decoded once and then read from the cache.
+
+    Every image is converted with Pillow's `convert("RGB")`: grayscale (L) is replicated to
+    three channels, RGBA drops its alpha channel (no compositing), palette (P) images are
+    expanded. Files are found recursively below each class folder and read in sorted path
+    order; files without an image extension are ignored. All images must have one size.
+    """
+    root = Path(root)
+    class_names, train_files, test_files = _list_tree(root)
+    files = [path for path, _ in train_files + test_files]
+    fingerprint = _fingerprint(root, files)
+    cached = _read_cache(root, fingerprint)
+    if cached is not None:
+        images, meta = cached
+        class_names, n_train = meta["class_names"], meta["n_train"]
+        labels = np.asarray(meta["labels"], dtype=np.int64)
+    else:
+        images = decode_images(files, workers)
+        labels = np.asarray([label for _, label in train_files + test_files], dtype=np.int64)
+        n_train = len(train_files)
+        _write_cache(root, fingerprint, images, {"class_names": class_names, "n_train": n_train,
+                                                 "labels": labels.tolist()})
+    return Dataset(root.name, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], class_names)
+
+
+def _list_tree(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """Class names and (file, label) of each split, in sorted order."""
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist: set data.root to a folder holding train/ and test/")
+    splits = {}
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DatasetError(f"{root} has no {split}/ folder: an ImageFolder tree needs {root}/{split}/<class>/<images>")
+        splits[split] = sorted(p.name for p in (root / split).iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not splits[split]:
+            raise DatasetError(f"{root / split} has no class folders: put the images in {root / split}/<class>/")
+    class_names = splits["train"]
+    if splits["test"] != class_names:
+        missing, extra = sorted(set(class_names) - set(splits["test"])), sorted(set(splits["test"]) - set(class_names))
+        raise DatasetError(f"class folders of {root / 'test'} differ from {root / 'train'} (missing in test: "
+                           f"{', '.join(missing) or 'none'}; only in test: {', '.join(extra) or 'none'}): "
+                           "give both splits the same classes")
+    files = {split: [(path, label) for label, name in enumerate(class_names)
+                     for path in _image_files(root / split / name)] for split in splits}
+    return class_names, files["train"], files["test"]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+    if not files:
+        raise DatasetError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
+                           "add images or remove the folder")
+    return files
+
+
+def _fingerprint(root: Path, files: Sequence[Path]) -> str:
+    """Changes when any image is added, removed, renamed, resized on disk or touched."""
+    digest = hashlib.sha256(f"sesemi-imagefolder-v{CACHE_VERSION}\n".encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def decode_images(files: Sequence[Path], workers: int | None = None) -> np.ndarray:
+    """uint8 (N, H, W, 3) of `files`, which must all have the size of the first.
+
+    `workers` processes decode chunks in parallel (default: one per CPU, at most 8, and a
+    single in-process loop for fewer than 4,096 files, where starting processes costs more).
+    """
+    if not files:
+        raise DatasetError("no image files to decode")
+    first = _open_rgb(files[0])
+    shape = (len(files), first.shape[0], first.shape[1], 3)
+    workers = workers or (min(os.cpu_count() or 1, 8) if len(files) >= 4096 else 1)
+    decode_chunk = partial(_decode_files, reference=(files[0], first.shape[:2]))
+    chunks = [list(files[i:i + 1024]) for i in range(0, len(files), 1024)]
+    if workers == 1:
+        return _fill(np.empty(shape, dtype=np.uint8), map(decode_chunk, chunks))
+    # spawn, not fork: the caller may have started JAX's or torch's threads, which fork can deadlock.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return _fill(np.empty(shape, dtype=np.uint8), executor.map(decode_chunk, chunks))
+    except BrokenProcessPool:  # e.g. a __main__ that spawned workers cannot import (python - < script)
+        warnings.warn(f"parallel decoding failed to start; decoding {len(files)} images in this process",
+                      stacklevel=2)
+        return _fill(np.empty(shape, dtype=np.uint8), map(decode_chunk, chunks))
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)  # an error stops the queued chunks at once
+
+
+def _fill(images: np.ndarray, chunks) -> np.ndarray:
+    start = 0
+    for chunk in chunks:
+        images[start:start + len(chunk)] = chunk
+        start += len(chunk)
+    return images
+
+
+def _decode_files(files: Sequence[Path], reference: tuple[Path, tuple[int, int]]) -> np.ndarray:
+    reference_file, (height, width) = reference
+    out = np.empty((len(files), height, width, 3), dtype=np.uint8)
+    for i, path in enumerate(files):
+        image = _open_rgb(path)
+        if image.shape[:2] != (height, width):
+            raise DatasetError(f"{path} is {image.shape[1]}x{image.shape[0]} but {reference_file} is "
+                               f"{width}x{height}: all images of a dataset must have one size; resize them")
+        out[i] = image
+    return out
+
+
+def _open_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DatasetError(f"cannot decode image {path} ({reason}): replace or delete the file") from err
+
+
+def _cache_stem(root: Path) -> str:
+    """One cache entry per source folder; its fingerprint is part of the name."""
+    where = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    return f"imagefolder-{root.resolve().name}-{where}"
+
+
+def _read_cache(root: Path, fingerprint: str) -> tuple[np.ndarray, dict] | None:
+    base = cache_dir() / f"{_cache_stem(root)}-{fingerprint[:16]}"
+    try:
+        meta = json.loads(base.with_suffix(".json").read_text())
+        if meta.get("fingerprint") != fingerprint:
+            return None
+        images = np.load(base.with_suffix(".npy"))
+    except (OSError, ValueError):
+        return None
+    if images.dtype != np.uint8 or len(images) != len(meta["labels"]):
+        return None
+    return images, meta
+
+
+def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict) -> None:
+    """Images first, then the JSON that vouches for them; each through a temp file and os.replace."""
+    folder = cache_dir()
+    stem = _cache_stem(root)
+    base = folder / f"{stem}-{fingerprint[:16]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, images, allow_pickle=False))
+        text = json.dumps({"fingerprint": fingerprint, "source": str(root.resolve()), **meta})
+        _atomic_write(base.with_suffix(".json"), lambda f: f.write(text.encode()))
+    except OSError as err:
+        warnings.warn(f"could not cache the decoded images in {folder} ({err}); set SESEMI_CACHE_DIR to a "
+                      "writable folder to skip decoding next time", stacklevel=3)
+        return
+    for stale in folder.iterdir():  # earlier versions of the same source
+        if stale.name.startswith(f"{stem}-") and not stale.name.startswith(base.name):
+            stale.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+# ---------------------------------------------------------------- images for prediction
+
+
+def read_images(inputs: Sequence[str | Path], image_size: int) -> tuple[list[Path], np.ndarray]:
+    """Image files, and folders searched recursively, as uint8 (N, image_size, image_size, 3).
+
+    Images of another size are resized (bilinear, aspect ratio not kept) so any photo can be
+    classified; the paths come back in the order of the images.
+    """
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DatasetError(f"{item} does not exist: pass image files or folders of images")
+    if not files:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, inputs))}")
+    images = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
+    for i, path in enumerate(files):
+        image = _open_rgb(path)
+        if image.shape[:2] != (image_size, image_size):
+            image = np.asarray(Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR))
+        images[i] = image
+    return files, images
