@@ -215,7 +215,7 @@ def _fetch(url: str, out, root: Path) -> str:
                 digest.update(chunk)
                 out.write(chunk)
     except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
+        reason = f"HTTP {err.code} {err.reason}" if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", err)
         raise DatasetError(f"cannot download {url} ({reason}): check the network, or put the archive in {root} "
                            "by hand") from err
     return digest.hexdigest()
