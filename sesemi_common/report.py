@@ -1,0 +1,56 @@
+"""Compare run directories: one PNG of their curves and a Markdown table."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from .runs import RunDir
+
+
+def _label(summary: dict, run: RunDir) -> str:
+    return f"{summary.get('framework', '?')} {summary.get('method', '?')} ({run.path.name})"
+
+
+def markdown_table(run_dirs: Sequence[str | Path]) -> str:
+    rows = ["| run | framework | method | backbone | labels | steps | final test acc | train images/s |",
+            "|---|---|---|---|---|---|---|---|"]
+    for path in run_dirs:
+        run = RunDir(path)
+        summary, metrics = run.read_summary(), run.read_metrics()
+        speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m]
+        accuracy = summary.get("final_test_accuracy")
+        rows.append(f"| {run.path.name} | {summary.get('framework')} | {summary.get('method')} | "
+                    f"{summary.get('backbone')} | {summary.get('n_labels')} | {summary.get('steps')} | "
+                    f"{'-' if accuracy is None else f'{100 * accuracy:.2f}%'} | "
+                    f"{statistics.median(speeds) if speeds else 0:.0f} |")
+    return "\n".join(rows)
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path) -> Path:
+    """Test accuracy and training loss against step, one line per run."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise RuntimeError("the report needs matplotlib: pip install 'sesemi[dev]'") from err
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for path in run_dirs:
+        run = RunDir(path)
+        metrics, label = run.read_metrics(), _label(run.read_summary(), run)
+        evals = [m for m in metrics if "test_accuracy" in m]
+        logs = [m for m in metrics if "loss" in m]
+        acc_ax.plot([m["step"] for m in evals], [100 * m["test_accuracy"] for m in evals], marker="o", label=label)
+        loss_ax.plot([m["step"] for m in logs], [m["loss"] for m in logs], label=label)
+    acc_ax.set(xlabel="step", ylabel="test accuracy (%)", title="Test accuracy")
+    loss_ax.set(xlabel="step", ylabel="loss", title="Training loss (sup + w * self)", yscale="log")
+    acc_ax.legend(fontsize=8)
+    acc_ax.grid(alpha=0.3)
+    loss_ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,45 @@
+"""`sesemi-jax train | eval | predict`: the same options and config file as `sesemi-torch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from sesemi_common import commands
+from sesemi_common.config import Config
+from sesemi_common.runs import RunDir
+
+from . import checkpoints, loop
+from .methods import make_method
+from .models import init_variables, make_model
+from .optim import make_optimizer
+from .train import create_state, make_eval_logits, predict_logits
+
+
+class JaxBackend:
+    name = "jax"
+
+    def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
+        return loop.fit(config, run_dir, resume=resume, **options)
+
+    def classifier(self, run: RunDir, config: Config, num_classes: int) -> commands.Classifier:
+        model = make_model(config.model.backbone, num_classes, make_method(config).num_proxy, config.model.dropout)
+        like = create_state(model, init_variables(model, jax.random.PRNGKey(0), config.data.image_size),
+                            make_optimizer(config.optim, config.train.steps), config.train.seed)
+        state = checkpoints.restore(run.checkpoints, like)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        split = run.read_split()
+        eval_logits = make_eval_logits(model)
+        return lambda images: predict_logits(eval_logits, variables, images, split["mean"], split["std"],
+                                             config.train.eval_batch_size)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return commands.main(JaxBackend(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The JAX training loop: runs the jitted step, logs, evaluates, checkpoints, resumes.
+
+The loop is the only place that talks to the host: it fetches the buffered metrics every
+`log_every` steps, and before each checkpoint, so a NaN is caught before it is saved.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+
+from sesemi_common.config import Config
+from sesemi_common.experiment import Experiment, prepare
+from sesemi_common import progress
+from sesemi_common.progress import TrainingLog, images_per_step, run_steps
+from sesemi_common.sampling import BatchSpec
+
+from . import checkpoints
+from .methods import make_method
+from .models import init_variables, make_model
+from .optim import lr_schedule, make_optimizer
+from .train import (TrainState, accuracy, batch_mesh, check_divisible, create_state, device_data,
+                    jit_train_steps, make_eval_logits)
+
+
+def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in m.items()} for m in jax.device_get(metrics)]
+
+
+def _initial_state(exp: Experiment, model, tx, initial_variables: dict | None) -> TrainState:
+    config = exp.config
+    if initial_variables is None:
+        key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 1)
+        initial_variables = init_variables(model, key, exp.dataset.train_images.shape[1])
+    return create_state(model, initial_variables, tx, config.train.seed)
+
+
+def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
+        initial_variables: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
+        show_progress: bool = True) -> dict:
+    """Train `config` into `run_dir` and return the summary.
+
+    `initial_variables` (Flax variables) replaces the random init, e.g. weights converted
+    from PyTorch; `stream(step) -> BatchSpec` replaces the on-device sampling so another
+    framework can be fed the very same batches (lockstep parity).
+    """
+    exp = prepare(config, run_dir, resume=resume, dataset=dataset)
+    method = make_method(config)
+    model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
+    schedule = lr_schedule(config.optim, config.train.steps)
+    state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
+    if resume:
+        state = checkpoints.restore(exp.run.checkpoints, state)
+        exp.run.truncate_metrics(int(state.step))
+    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std)
+    mesh = batch_mesh()
+    check_divisible(config, method.num_proxy, mesh)
+    own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
+    eval_logits = make_eval_logits(model)
+    log = TrainingLog(exp.run, config.train.steps, int(state.step),
+                      images_per_step(config.train.batch_labeled, config.train.batch_unlabeled, method.num_proxy),
+                      exp.steps_per_epoch, show_progress)
+
+    def evaluate(state: TrainState) -> float:
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        return accuracy(eval_logits, variables, exp.dataset.test_images, exp.dataset.test_labels,
+                        exp.mean, exp.std, config.train.eval_batch_size)
+
+    holder = {"state": state}  # the loop's only mutable cell: the state threads through pure steps
+
+    def step_fn(step: int, _) -> dict:
+        spec = None if stream is None else jax.tree_util.tree_map(np.asarray, stream(step))
+        holder["state"], metrics = own_step(holder["state"], data) if spec is None \
+            else spec_step(holder["state"], data, spec)
+        return metrics
+
+    started = time.perf_counter()
+    try:
+        last_record, last_accuracy = run_steps(
+            log, config.train, ((step, None) for step in range(int(state.step), config.train.steps)),
+            step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]),
+            save=lambda done: checkpoints.save(exp.run.checkpoints, done, holder["state"]),
+            saved_step=checkpoints.latest_step(exp.run.checkpoints))
+    finally:
+        log.close()
+    summary = progress.summary("jax", method.name, config, len(exp.labeled), exp.dataset.class_names,
+                               last_record, last_accuracy,
+                               time.perf_counter() - started, jax.devices()[0].platform)
+    exp.run.write_summary(summary)
+    return summary

@@ -1,0 +1,50 @@
+"""`torch.save` checkpoints written atomically: a crash mid-write never breaks the latest one.
+
+Each checkpoint is written to a temporary file in the same folder and renamed into place
+(`os.replace` is atomic on POSIX), so `step_<N>.pt` files are always complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+KEEP = 2
+
+
+def _steps(directory: Path) -> list[int]:
+    if not Path(directory).is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in Path(directory).iterdir() if (m := _NAME.match(p.name)))
+
+
+def latest_step(directory: Path) -> int | None:
+    steps = _steps(directory)
+    return steps[-1] if steps else None
+
+
+def save(directory: Path, step: int, state: dict[str, Any]) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"step_{step}.pt"
+    tmp = directory / f".step_{step}.pt.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    for old in _steps(directory)[:-KEEP]:
+        (directory / f"step_{old}.pt").unlink()
+    return path
+
+
+def restore(directory: Path, step: int | None = None) -> dict[str, Any]:
+    step = latest_step(directory) if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}: train without --resume first")
+    return torch.load(Path(directory) / f"step_{step}.pt", map_location="cpu", weights_only=False)

@@ -1,0 +1,45 @@
+"""`sesemi-torch train | eval | predict`: the same options and config file as `sesemi-jax`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from sesemi_common import commands
+from sesemi_common.config import Config
+from sesemi_common.runs import RunDir
+
+from . import checkpoints, loop
+from .methods import make_method
+from .models import make_model
+from .train import predict_logits
+
+
+class TorchBackend:
+    name = "torch"
+
+    def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
+        return loop.fit(config, run_dir, resume=resume, **options)
+
+    def classifier(self, run: RunDir, config: Config, num_classes: int) -> commands.Classifier:
+        model = make_model(config.model.backbone, num_classes, make_method(config).num_proxy, config.model.dropout)
+        model.load_state_dict(checkpoints.restore(run.checkpoints)["model"])
+        split = run.read_split()
+        mean, std = torch.as_tensor(split["mean"]), torch.as_tensor(split["std"])
+        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size)
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on CPU)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return commands.main(TorchBackend(), argv, train_options=_train_options,
+                         fit_options=lambda args: {"channels_last": args.channels_last})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

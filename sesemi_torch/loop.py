@@ -1,0 +1,90 @@
+"""The PyTorch training loop: loader, step, logging, evaluation, checkpoints, resume.
+
+Twin of sesemi_jax/loop.py; both write the same run directory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from sesemi_common.config import Config
+from sesemi_common.experiment import prepare
+from sesemi_common import progress
+from sesemi_common.progress import TrainingLog, images_per_step, run_steps
+from sesemi_common.sampling import BatchSpec
+
+from . import checkpoints
+from .data import SpecSampler, batch_loader
+from .methods import make_method
+from .models import make_model
+from .optim import make_optimizer, make_scheduler
+from .train import accuracy, train_step
+
+
+def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in m.items()} for m in metrics]
+
+
+def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
+        initial_state_dict: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
+        show_progress: bool = True, channels_last: bool = False) -> dict:
+    """Train `config` into `run_dir` and return the summary.
+
+    `initial_state_dict` replaces the random init (e.g. weights shared with JAX); `stream`,
+    `stream(step) -> BatchSpec`, replaces the torch-drawn batches (lockstep parity).
+    """
+    exp = prepare(config, run_dir, resume=resume, dataset=dataset)
+    method = make_method(config)
+    torch.manual_seed(config.train.seed)
+    model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
+    if initial_state_dict is not None:
+        model.load_state_dict(initial_state_dict)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config.optim)
+    scheduler = make_scheduler(optimizer, config.optim, config.train.steps)
+    start = 0
+    if resume:
+        saved = checkpoints.restore(exp.run.checkpoints)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        start = saved["step"]
+        exp.run.truncate_metrics(start)
+    mean, std = torch.from_numpy(exp.mean), torch.from_numpy(exp.std)
+    specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
+        else [stream(step) for step in range(start, config.train.steps)]
+    loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs)
+    log = TrainingLog(exp.run, config.train.steps, start,
+                      images_per_step(config.train.batch_labeled, config.train.batch_unlabeled, method.num_proxy),
+                      exp.steps_per_epoch, show_progress)
+
+    def evaluate() -> float:
+        return accuracy(model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
+                        config.train.eval_batch_size)
+
+    def save(done: int) -> None:
+        checkpoints.save(exp.run.checkpoints, done, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done})
+
+    def step_fn(step: int, batch: dict) -> dict:
+        return train_step(model, optimizer, scheduler, batch, step, method, config, mean, std, channels_last)
+
+    started = time.perf_counter()
+    try:
+        last_record, last_accuracy = run_steps(
+            log, config.train, enumerate(loader, start=start), step_fn, fetch=_fetch, evaluate=evaluate,
+            save=save, saved_step=checkpoints.latest_step(exp.run.checkpoints))
+    finally:
+        log.close()
+    summary = progress.summary("torch", method.name, config, len(exp.labeled), exp.dataset.class_names,
+                               last_record, last_accuracy,
+                               time.perf_counter() - started, "cpu")
+    exp.run.write_summary(summary)
+    return summary

@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from sesemi_common.config import TrainConfig
+from sesemi_common.progress import NonFiniteLossError, TrainingLog, first_non_finite, images_per_step, run_steps
+from sesemi_common.runs import RunDir
+
+
+def test_images_per_step_counts_every_view():
+    assert images_per_step(96, 16, 6) == 192
+    assert images_per_step(64, 16, 4) == 128
+    assert images_per_step(96, 16, 0) == 96
+
+
+def test_first_non_finite():
+    assert first_non_finite([0, 1, 2], [1.0, 2.0, 3.0]) is None
+    assert first_non_finite([4, 5, 6], [1.0, float("nan"), float("inf")]) == 5
+
+
+def _drive(tmp_path, losses, steps=6, log_every=2, checkpoint_every=3):
+    run = RunDir(tmp_path / "run")
+    log = TrainingLog(run, steps, 0, images_per_step=10, steps_per_epoch=2.0, show_progress=False)
+    saved, evals = [], []
+    train = TrainConfig(steps=steps, log_every=log_every, eval_every=3, checkpoint_every=checkpoint_every)
+    result = run_steps(log, train, ((s, None) for s in range(steps)), lambda s, _: {"loss": losses[s]},
+                       fetch=lambda ms: ms, evaluate=lambda: evals.append(1) or 0.5,
+                       save=saved.append, saved_step=None)
+    return run, saved, evals, result
+
+
+def test_run_steps_cadence(tmp_path):
+    run, saved, evals, (record, accuracy) = _drive(tmp_path, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+    assert saved == [3, 6]
+    assert len(evals) == 2 and accuracy == 0.5
+    metrics = run.read_metrics()
+    logged = [m["step"] for m in metrics if "loss" in m]
+    assert logged == [2, 3, 4, 6]  # every log_every, and before every checkpoint
+    assert record["loss"] == 0.5 and record["epoch"] == 3.0
+    assert [m["test_accuracy"] for m in metrics if "test_accuracy" in m] == [0.5, 0.5]
+
+
+def test_nan_stops_before_the_checkpoint_and_names_the_step(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 5: lower optim.lr .*last good checkpoint is step 3"):
+        _drive(tmp_path, [1.0, 0.9, 0.8, 0.7, float("nan"), float("nan")])
+    saved_steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(saved_steps) == 4
