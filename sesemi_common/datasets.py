@@ -33,7 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -316,9 +316,9 @@ def load_imagefolder(root: str | Path, workers: int | None = None) -> Dataset:
     expanded. Files are found recursively below each class folder and read in sorted path
     order; files without an image extension are ignored. All images must have one size.
     """
-    root = Path(root)
+    root = Path(root).absolute()  # file paths are cut relative to it for the fingerprint
     class_names, train_files, test_files = _list_tree(root)
-    files = [path for path, _ in train_files + test_files]
+    files = train_files + test_files
     fingerprint = _fingerprint(root, files)
     cached = _read_cache(root, fingerprint)
     if cached is not None:
@@ -326,16 +326,23 @@ def load_imagefolder(root: str | Path, workers: int | None = None) -> Dataset:
         class_names, n_train = meta["class_names"], meta["n_train"]
         labels = np.asarray(meta["labels"], dtype=np.int64)
     else:
-        images = decode_images(files, workers)
-        labels = np.asarray([label for _, label in train_files + test_files], dtype=np.int64)
+        images = decode_images([f.path for f in files], workers)
+        labels = np.asarray([f.label for f in files], dtype=np.int64)
         n_train = len(train_files)
         _write_cache(root, fingerprint, images, {"class_names": class_names, "n_train": n_train,
                                                  "labels": labels.tolist()})
     return Dataset(root.name, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], class_names)
 
 
-def _list_tree(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
-    """Class names and (file, label) of each split, in sorted order."""
+class ImageFile(NamedTuple):
+    path: str
+    label: int
+    size: int  # bytes on disk
+    mtime_ns: int
+
+
+def _list_tree(root: Path) -> tuple[list[str], list[ImageFile], list[ImageFile]]:
+    """Class names and the image files of each split, in sorted order."""
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist: set data.root to a folder holding train/ and test/")
     splits = {}
@@ -351,30 +358,43 @@ def _list_tree(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tupl
         raise DatasetError(f"class folders of {root / 'test'} differ from {root / 'train'} (missing in test: "
                            f"{', '.join(missing) or 'none'}; only in test: {', '.join(extra) or 'none'}): "
                            "give both splits the same classes")
-    files = {split: [(path, label) for label, name in enumerate(class_names)
-                     for path in _image_files(root / split / name)] for split in splits}
+    files = {split: [file for label, name in enumerate(class_names)
+                     for file in _image_files(root / split / name, label)] for split in splits}
     return class_names, files["train"], files["test"]
 
 
-def _image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+def _image_files(folder: Path, label: int) -> list[ImageFile]:
+    files = sorted(_scan(str(folder), label), key=lambda f: f.path.split(os.sep))
     if not files:
         raise DatasetError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
                            "add images or remove the folder")
     return files
 
 
-def _fingerprint(root: Path, files: Sequence[Path]) -> str:
-    """Changes when any image is added, removed, renamed, resized on disk or touched."""
+def _scan(folder: str, label: int) -> Iterator[ImageFile]:
+    """Image files below `folder`; os.scandir because pathlib's rglob + stat is 3x slower on 60k files."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                yield from _scan(entry.path, label)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                stat = entry.stat()
+                yield ImageFile(entry.path, label, stat.st_size, stat.st_mtime_ns)
+
+
+def _fingerprint(root: Path, files: Sequence[ImageFile]) -> str:
+    """Changes when any image is added, removed, renamed, rewritten or touched."""
     digest = hashlib.sha256(f"sesemi-imagefolder-v{CACHE_VERSION}\n".encode())
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    prefix = len(str(root)) + 1
+    for file in files:
+        relative = file.path[prefix:].replace(os.sep, "/")
+        digest.update(f"{relative}\t{file.size}\t{file.mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
-def decode_images(files: Sequence[Path], workers: int | None = None) -> np.ndarray:
+def decode_images(files: Sequence[str | Path], workers: int | None = None) -> np.ndarray:
     """uint8 (N, H, W, 3) of `files`, which must all have the size of the first.
 
     `workers` processes decode chunks in parallel (default: one per CPU, at most 8, and a
@@ -409,7 +429,7 @@ def _fill(images: np.ndarray, chunks) -> np.ndarray:
     return images
 
 
-def _decode_files(files: Sequence[Path], reference: tuple[Path, tuple[int, int]]) -> np.ndarray:
+def _decode_files(files: Sequence[str | Path], reference: tuple[str | Path, tuple[int, int]]) -> np.ndarray:
     reference_file, (height, width) = reference
     out = np.empty((len(files), height, width, 3), dtype=np.uint8)
     for i, path in enumerate(files):
@@ -421,7 +441,7 @@ def _decode_files(files: Sequence[Path], reference: tuple[Path, tuple[int, int]]
     return out
 
 
-def _open_rgb(path: Path) -> np.ndarray:
+def _open_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))

@@ -93,6 +93,16 @@ def test_second_load_comes_from_the_cache(tmp_path, private_cache, monkeypatch):
     assert second.class_names == first.class_names
 
 
+def test_relative_root_shares_the_cache_entry(tmp_path, private_cache, monkeypatch):
+    _tree(tmp_path / "pets", LAYOUT)
+    absolute = load_imagefolder(tmp_path / "pets")
+    monkeypatch.chdir(tmp_path / "pets")
+    monkeypatch.setattr(datasets, "decode_images", None)  # decoding again would fail
+    relative = load_imagefolder(".")
+    assert relative.name == "pets" and len(_cache_files(private_cache)) == 2
+    np.testing.assert_array_equal(relative.test_images, absolute.test_images)
+
+
 @pytest.mark.parametrize("change", ["touch", "rewrite", "add", "remove"])
 def test_a_changed_source_is_decoded_again(tmp_path, private_cache, change):
     _tree(tmp_path / "pets", LAYOUT)
