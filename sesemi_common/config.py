@@ -153,14 +153,28 @@ def _coerce(key: str, text_or_value: Any, current: Any) -> Any:
                 raise ConfigError(f"config key '{key}' needs true or false, got '{value}'")
             return lowered in ("true", "1", "yes")
         try:
-            value = kind(float(value)) if kind is int and "e" in value.lower() else kind(value)
+            value = _int_from_text(value) if kind is int else kind(value)
         except ValueError:
-            raise ConfigError(f"config key '{key}' needs a {kind.__name__}, got '{text_or_value}'") from None
+            raise ConfigError(f"config key '{key}' needs {_a(kind)}, got '{text_or_value}'") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind:
-        raise ConfigError(f"config key '{key}' needs a {kind.__name__}, got {value!r}")
+        raise ConfigError(f"config key '{key}' needs {_a(kind)}, got {value!r}")
     return value
+
+
+def _int_from_text(text: str) -> int:
+    """'2000' or '2e3'; a fractional value such as '2.5e0' is refused rather than truncated."""
+    if "e" not in text.lower():
+        return int(text)
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
+
+
+def _a(kind: type) -> str:
+    return f"an {kind.__name__}" if kind.__name__[0] in "aeiou" else f"a {kind.__name__}"
 
 
 def replace_dotted(config: Config, overrides: dict[str, Any]) -> Config:
