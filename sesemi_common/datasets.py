@@ -462,12 +462,12 @@ def _read_cache(root: Path, fingerprint: str) -> tuple[np.ndarray, dict] | None:
         meta = json.loads(base.with_suffix(".json").read_text())
         if meta.get("fingerprint") != fingerprint:
             return None
-        images = np.load(base.with_suffix(".npy"))
-    except (OSError, ValueError):
+        images = np.load(base.with_suffix(".npy"), allow_pickle=False)
+        usable = ({"class_names", "n_train"} <= meta.keys() and images.dtype == np.uint8 and images.ndim == 4
+                  and len(images) == len(meta["labels"]))
+    except (OSError, ValueError, KeyError, TypeError):  # missing, torn or foreign: decode again
         return None
-    if images.dtype != np.uint8 or len(images) != len(meta["labels"]):
-        return None
-    return images, meta
+    return (images, meta) if usable else None
 
 
 def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict) -> None:

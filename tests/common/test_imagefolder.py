@@ -130,6 +130,18 @@ def test_a_changed_source_is_decoded_again(tmp_path, private_cache, change):
         np.testing.assert_array_equal(dataset.train_images[3], new_pixels)
 
 
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, private_cache):
+    written = _tree(tmp_path / "pets", LAYOUT)
+    load_imagefolder(tmp_path / "pets")
+    npy = next(private_cache.glob("*.npy"))
+    npy.write_bytes(npy.read_bytes()[:200])  # torn by a full disk, say
+    dataset = load_imagefolder(tmp_path / "pets")
+    np.testing.assert_array_equal(dataset.test_images[0], written["test/ant/000.png"])
+    json_file = next(private_cache.glob("*.json"))
+    json_file.write_text(json_file.read_text().replace('"n_train"', '"n_tr"'))
+    assert load_imagefolder(tmp_path / "pets").train_labels.tolist() == [0, 0, 0, 1, 2, 2]
+
+
 def test_unwritable_cache_warns_and_still_loads(tmp_path, monkeypatch):
     _tree(tmp_path / "pets", LAYOUT)
     blocker = tmp_path / "a-file"
