@@ -104,21 +104,21 @@ def load_digits(image_size: int = 32) -> Dataset:
 
     digits = sklearn_digits()
     small = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    gray = np.stack([np.asarray(Image.fromarray(img, mode="L").resize((image_size, image_size), Image.BILINEAR))
+    gray = np.stack([np.asarray(Image.fromarray(img).resize((image_size, image_size), Image.BILINEAR))
                      for img in small])
     images = np.repeat(gray[..., None], 3, axis=-1)
     labels = digits.target.astype(np.int64)
-    is_train = _first_fraction_per_class(labels, 0.8)
+    is_train = _first_80_percent_per_class(labels)
     return Dataset("digits", images[is_train], labels[is_train], images[~is_train], labels[~is_train],
                    [str(d) for d in range(10)])
 
 
-def _first_fraction_per_class(labels: np.ndarray, fraction: float) -> np.ndarray:
-    """Boolean mask of the first floor(fraction * count) occurrences of each label."""
+def _first_80_percent_per_class(labels: np.ndarray) -> np.ndarray:
+    """Boolean mask of the first floor(0.8 * count) occurrences of each label."""
     mask = np.zeros(len(labels), dtype=bool)
     for label in np.unique(labels):
         where = np.flatnonzero(labels == label)
-        mask[where[: int(fraction * len(where))]] = True
+        mask[where[: len(where) * 4 // 5]] = True
     return mask
 
 

@@ -51,9 +51,9 @@ def test_grayscale_rgba_and_palette_become_rgb(tmp_path):
     for split in ("train", "test"):
         (tmp_path / split / "a").mkdir(parents=True)
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
-    Image.fromarray(gray, mode="L").save(tmp_path / "train" / "a" / "0_gray.png")
+    Image.fromarray(gray).save(tmp_path / "train" / "a" / "0_gray.png")
     rgba = np.dstack([_pixels(1, (3, 4)), np.full((3, 4), 7, np.uint8)])
-    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "train" / "a" / "1_rgba.png")
+    Image.fromarray(rgba).save(tmp_path / "train" / "a" / "1_rgba.png")
     palette_image = Image.new("P", (4, 3))
     palette_image.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
     palette_image.putdata([0, 1] * 6)
