@@ -404,7 +404,7 @@ def decode_images(files: Sequence[str | Path], workers: int | None = None) -> np
         raise DatasetError("no image files to decode")
     first = _open_rgb(files[0])
     shape = (len(files), first.shape[0], first.shape[1], 3)
-    workers = workers or (min(os.cpu_count() or 1, 8) if len(files) >= 4096 else 1)
+    workers = workers or (min(_usable_cpus(), 8) if len(files) >= 4096 else 1)
     decode_chunk = partial(_decode_files, reference=(files[0], first.shape[:2]))
     chunks = [list(files[i:i + 1024]) for i in range(0, len(files), 1024)]
     if workers == 1:
@@ -419,6 +419,13 @@ def decode_images(files: Sequence[str | Path], workers: int | None = None) -> np
         return _fill(np.empty(shape, dtype=np.uint8), map(decode_chunk, chunks))
     finally:
         executor.shutdown(wait=True, cancel_futures=True)  # an error stops the queued chunks at once
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # honours CPU pinning of containers and batch jobs
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _fill(images: np.ndarray, chunks) -> np.ndarray:
