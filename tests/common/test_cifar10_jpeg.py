@@ -47,10 +47,12 @@ def test_all_60000_images_decode_in_the_official_class_order(loads):
 
 
 def test_channel_statistics_are_those_of_cifar10(loads):
-    # Published CIFAR-10 training statistics; JPEG compression moves them by well under 0.002.
+    # Published CIFAR-10 training statistics. This JPEG copy measures mean 0.4913 0.4821 0.4465
+    # and std 0.2452 0.2428 0.2606: JPEG's smoothing lowers the std by up to 0.0018.
     mean, std = channel_stats(loads[0].train_images)
-    np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=0.002)
-    np.testing.assert_allclose(std, [0.2470, 0.2435, 0.2616], atol=0.002)
+    np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=0.001)
+    np.testing.assert_allclose(std, [0.2470, 0.2435, 0.2616], atol=0.003)
+    assert np.all(std < [0.2470, 0.2435, 0.2616])
 
 
 def test_second_load_comes_from_the_cache_and_is_identical(loads):
