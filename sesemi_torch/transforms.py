@@ -71,13 +71,10 @@ def apply_crop(images: torch.Tensor, offsets, padding: int, mode: str) -> torch.
                          f"got {offsets.min().item()}..{offsets.max().item()}")
     # Reflect padding works on uint8 directly (torch 2.x); it mirrors without repeating the edge.
     padded = F.pad(images, (padding,) * 4, mode=mode)
+    # Every crop window as a view, (N, C, 2p+1, 2p+1, H, W); each image then picks its own.
+    windows = padded.unfold(2, height, 1).unfold(3, width, 1)
     offsets = offsets.to(images.device)
-    rows = offsets[:, 0, None] + torch.arange(height, device=images.device)  # (N, H)
-    cols = offsets[:, 1, None] + torch.arange(width, device=images.device)  # (N, W)
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    # Advanced indices around a slice put the indexed dims first: (N, H, W, C).
-    crops = padded[batch, :, rows[:, :, None], cols[:, None, :]]
-    return crops.permute(0, 3, 1, 2).contiguous()
+    return windows[torch.arange(n, device=images.device), :, offsets[:, 0], offsets[:, 1]]
 
 
 def sample_flip_params(rng: torch.Generator | None, n: int) -> torch.Tensor:
