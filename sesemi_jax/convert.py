@@ -116,6 +116,11 @@ def _head_table(state_dict: dict[str, np.ndarray], backbone: str, source: str) -
     return table, shapes
 
 
+def _is_tracked_counter(key: str, table: Table) -> bool:
+    """A BatchNorm's num_batches_tracked, which Flax has no use for (see module doc)."""
+    return key.endswith(".num_batches_tracked") and key.replace("num_batches_tracked", "running_mean") in table
+
+
 def _check_keys(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]],
                 backbone: str, source: str, hint: str = "was the file saved from another backbone?") -> None:
     for key in expected:
@@ -138,7 +143,7 @@ def variables_from_state_dict(state_dict: dict[str, np.ndarray], backbone: str,
     table, expected = backbone_table(backbone)
     heads, head_shapes = _head_table(state_dict, backbone, source)
     table, expected = {**table, **heads}, {**expected, **head_shapes}
-    found = {k: np.shape(v) for k, v in state_dict.items() if not k.endswith(".num_batches_tracked")}
+    found = {k: np.shape(v) for k, v in state_dict.items() if not _is_tracked_counter(k, table)}
     _check_keys(found, expected, backbone, source)
     flat: dict[str, dict[FlaxPath, np.ndarray]] = {"params": {}, "batch_stats": {}}
     for key, (collection, path, layout) in table.items():

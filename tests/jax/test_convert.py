@@ -119,6 +119,12 @@ def test_unexpected_key_is_named(resnet20_state_dict):
         convert.variables_from_state_dict(resnet20_state_dict, "resnet20")
 
 
+def test_counter_of_a_missing_batchnorm_is_unexpected(resnet20_state_dict):
+    resnet20_state_dict["backbone.layer1.0.bn9.num_batches_tracked"] = np.zeros((), np.int64)
+    with pytest.raises(WeightsError, match="unexpected key 'backbone.layer1.0.bn9.num_batches_tracked'"):
+        convert.variables_from_state_dict(resnet20_state_dict, "resnet20")
+
+
 def test_wrong_shape_is_named(resnet20_state_dict):
     resnet20_state_dict["backbone.conv1.weight"] = np.zeros((16, 3, 5, 5), np.float32)
     with pytest.raises(WeightsError, match=r"key 'backbone.conv1.weight' has shape \(16, 3, 5, 5\), "
@@ -141,7 +147,8 @@ def test_half_a_head_is_an_error(resnet20_state_dict):
 def test_file_of_another_backbone_names_the_first_missing_key(resnet20_variables, tmp_path):
     path = tmp_path / "resnet20.npz"
     convert.save_npz(resnet20_variables, path, "resnet20")
-    with pytest.raises(WeightsError, match=rf"^weights file {re.escape(str(path))}: missing key 'backbone.\S+' that wrn28_2 needs"):
+    message = rf"^weights file {re.escape(str(path))}: missing key 'backbone.\S+' that wrn28_2 needs"
+    with pytest.raises(WeightsError, match=message):
         convert.load_npz(path, "wrn28_2")
 
 
