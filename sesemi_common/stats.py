@@ -26,3 +26,18 @@ def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np
     mean = total / count
     variance = np.maximum(total_sq / count - mean**2, 0.0)
     return (mean / 255.0).astype(np.float32), (np.sqrt(variance) / 255.0).astype(np.float32)
+
+
+def normalization_table(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """float32 (C, 256): `(v / 255 - mean) / std` for every uint8 level v of every channel.
+
+    Both frameworks normalize by looking pixels up in this table, computed once with numpy's
+    IEEE float32 arithmetic, so their normalized inputs are bit-identical. Computing it
+    inside a jitted step would not be: XLA turns `x / 255` into `x * (1 / 255)`, one ulp off
+    torch's division in 74% of pixels, and one ulp at a ReLU kink is enough to change a
+    gradient (parity_tests/test_step_parity.py).
+    """
+    mean = np.asarray(mean, np.float32).reshape(-1, 1)
+    std = np.asarray(std, np.float32).reshape(-1, 1)
+    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    return ((levels - mean) / std).astype(np.float32)

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sesemi_common.config import Config, ConfigError
 from sesemi_common.sampling import BatchSpec, crop_geometry
+from sesemi_common.stats import normalization_table
 
 from . import losses, transforms
 from .methods import Method
@@ -45,15 +46,13 @@ class DeviceData:
     images: jax.Array  # (N, H, W, C) uint8
     labels: jax.Array  # (N,) int32
     labeled: jax.Array  # (L,) int32 indices of the labeled split
-    mean: jax.Array  # (C,) float32, 0..1 scale
-    std: jax.Array
+    norm_table: jax.Array  # (C, 256) float32 normalized value of each pixel level (`normalization_table`)
 
 
 def device_data(images: np.ndarray, labels: np.ndarray, labeled: np.ndarray,
                 mean: np.ndarray, std: np.ndarray) -> DeviceData:
     return DeviceData(jnp.asarray(images, jnp.uint8), jnp.asarray(labels, jnp.int32),
-                      jnp.asarray(labeled, jnp.int32), jnp.asarray(mean, jnp.float32),
-                      jnp.asarray(std, jnp.float32))
+                      jnp.asarray(labeled, jnp.int32), jnp.asarray(normalization_table(mean, std)))
 
 
 def create_state(model, variables: dict, tx: optax.GradientTransformation, seed: int) -> TrainState:
@@ -114,12 +113,12 @@ def _split_batch(x: jax.Array | None, mesh: Mesh | None) -> jax.Array | None:
 def _model_inputs(key: jax.Array, data: DeviceData, spec: BatchSpec, method: Method, config: Config):
     padding, mode = crop_geometry(config.augment)
     sup = transforms.apply_crop(data.images[spec.labeled], spec.sup_offsets, padding, mode)
-    x_sup = transforms.normalize(transforms.apply_hflip(sup, spec.sup_flips), data.mean, data.std)
+    x_sup = transforms.lookup_normalized(transforms.apply_hflip(sup, spec.sup_flips), data.norm_table)
     if method.num_proxy == 0:
         return x_sup, None, None
     unlabeled = transforms.apply_crop(data.images[spec.unlabeled], spec.self_offsets, padding, mode)
     views, targets = method.make_views(key, unlabeled)
-    return x_sup, transforms.normalize(views, data.mean, data.std), targets
+    return x_sup, transforms.lookup_normalized(views, data.norm_table), targets
 
 
 def loss_and_grads(state: TrainState, data: DeviceData, spec: BatchSpec, *, method: Method,
@@ -172,8 +171,8 @@ def jit_train_steps(method: Method, config: Config, schedule: optax.Schedule,
 
 def make_eval_logits(model) -> Callable:
     @jax.jit
-    def eval_logits(variables, images, mean, std):
-        sup_logits, _ = model.apply(variables, transforms.normalize(images, mean, std), train=False)
+    def eval_logits(variables, images, norm_table):
+        sup_logits, _ = model.apply(variables, transforms.lookup_normalized(images, norm_table), train=False)
         return sup_logits
     return eval_logits
 
@@ -181,11 +180,12 @@ def make_eval_logits(model) -> Callable:
 def predict_logits(eval_logits: Callable, variables: dict, images: np.ndarray, mean, std,
                    batch_size: int) -> np.ndarray:
     """Supervised-head logits of uint8 NHWC images; the last batch is padded so one shape compiles."""
+    norm_table = jnp.asarray(normalization_table(mean, std))
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        outputs.append(np.asarray(eval_logits(variables, padded, mean, std))[:len(chunk)])
+        outputs.append(np.asarray(eval_logits(variables, padded, norm_table))[:len(chunk)])
     return np.concatenate(outputs)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sesemi_common.config import AugmentConfig
 from sesemi_common.sampling import crop_geometry
+from sesemi_common.stats import normalization_table
 
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
 PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
@@ -64,7 +66,7 @@ def apply_crop(images: jax.Array, offsets: jax.Array, padding: int, mode: str) -
     padded = jnp.pad(images, pad_width, mode=mode)
 
     def crop_one(image: jax.Array, offset: jax.Array) -> jax.Array:
-        start = (offset[0], offset[1], 0)
+        start = (offset[0], offset[1], jnp.zeros((), offset.dtype))  # one index dtype, also under x64
         return jax.lax.dynamic_slice(image, start, (height, width, channels))
 
     return jax.vmap(crop_one)(padded, jnp.asarray(offsets, jnp.int32))
@@ -83,11 +85,19 @@ def apply_hflip(images: jax.Array, flags: jax.Array) -> jax.Array:
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:
-    """float32 `(x / 255 - mean) / std` per channel (last axis); mean and std on the 0..1 scale."""
-    mean = jnp.asarray(mean, jnp.float32)
-    std = jnp.asarray(std, jnp.float32)
-    # XLA rewrites `/ 255.0` as `* float32(1/255)`: up to one ulp from torch's true division.
-    return (images.astype(jnp.float32) / 255.0 - mean) / std
+    """float32 `(x / 255 - mean) / std` per channel (last axis); mean and std on the 0..1 scale.
+
+    mean and std are host values (numpy or concrete arrays): the 256 levels per channel are
+    normalized once with numpy (`normalization_table`) and looked up, which makes the result
+    bit-identical to PyTorch's. Inside a jitted function, pass the table to `lookup_normalized`.
+    """
+    return lookup_normalized(images, normalization_table(np.asarray(mean), np.asarray(std)))
+
+
+def lookup_normalized(images: jax.Array, table: jax.Array) -> jax.Array:
+    """Normalize uint8 NHWC images with a (C, 256) table from `normalization_table`."""
+    channels = jnp.arange(table.shape[0])
+    return jnp.asarray(table)[channels, images.astype(jnp.int32)]
 
 
 def augment_supervised(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:

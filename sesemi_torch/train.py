@@ -37,6 +37,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
     """One optimizer step; returns detached metrics (the loop fetches them every log_every steps)."""
     model.train()
     x_sup, x_self, self_targets = model_inputs(batch, method, config, mean, std)
+    dtype = next(model.parameters()).dtype  # a float64 model (parity tests) computes in float64
+    x_sup, x_self = x_sup.to(dtype), None if x_self is None else x_self.to(dtype)
     if channels_last:
         x_sup = x_sup.contiguous(memory_format=torch.channels_last)
         x_self = None if x_self is None else x_self.contiguous(memory_format=torch.channels_last)

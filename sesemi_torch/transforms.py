@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import PIL.Image
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
@@ -20,6 +21,7 @@ from torchvision.transforms.v2.functional import is_pure_tensor
 
 from sesemi_common.config import AugmentConfig
 from sesemi_common.sampling import crop_geometry
+from sesemi_common.stats import normalization_table
 
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
 PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
@@ -90,10 +92,14 @@ def apply_hflip(images: torch.Tensor, flags) -> torch.Tensor:
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """float32 `(x / 255 - mean) / std` per channel (axis -3: NCHW or CHW); mean, std on the 0..1 scale."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device)[:, None, None]
-    std = torch.as_tensor(std, dtype=torch.float32, device=images.device)[:, None, None]
-    return (images.float() / 255.0 - mean) / std
+    """float32 `(x / 255 - mean) / std` per channel (axis -3: NCHW or CHW); mean, std on the 0..1 scale.
+
+    The 256 levels per channel are normalized once with numpy (`normalization_table`) and looked
+    up, the same table JAX uses, so both frameworks' inputs are bit-identical.
+    """
+    table = torch.from_numpy(normalization_table(np.asarray(mean), np.asarray(std))).to(images.device)
+    channels = torch.arange(table.shape[0], device=images.device)[:, None, None]
+    return table[channels, images.long()]
 
 
 def augment_supervised(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
