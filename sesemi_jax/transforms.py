@@ -91,6 +91,9 @@ def normalize(images: jax.Array, mean, std) -> jax.Array:
     normalized once with numpy (`normalization_table`) and looked up, which makes the result
     bit-identical to PyTorch's. Inside a jitted function, pass the table to `lookup_normalized`.
     """
+    if isinstance(mean, jax.core.Tracer) or isinstance(std, jax.core.Tracer):
+        raise ValueError("normalize needs host mean and std, got traced arrays: inside jit, pass "
+                         "sesemi_common.stats.normalization_table(mean, std) to lookup_normalized")
     return lookup_normalized(images, normalization_table(np.asarray(mean), np.asarray(std)))
 
 

@@ -97,9 +97,16 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     The 256 levels per channel are normalized once with numpy (`normalization_table`) and looked
     up, the same table JAX uses, so both frameworks' inputs are bit-identical.
     """
-    table = torch.from_numpy(normalization_table(np.asarray(mean), np.asarray(std))).to(images.device)
-    channels = torch.arange(table.shape[0], device=images.device)[:, None, None]
-    return table[channels, images.long()]
+    table = normalization_table(np.asarray(torch.as_tensor(mean).cpu()), np.asarray(torch.as_tensor(std).cpu()))
+    return lookup_normalized(images, torch.from_numpy(table).to(images.device))
+
+
+def lookup_normalized(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Normalize uint8 NCHW (or CHW) images with a (C, 256) table from `normalization_table`."""
+    levels = images.movedim(-3, 0)  # (C, ...): one row of the table per channel
+    # gather along a flat row is ~5x faster on CPU than indexing table[channel, level]
+    flat = table.gather(1, levels.reshape(levels.shape[0], -1).long())
+    return flat.reshape(levels.shape).movedim(0, -3).contiguous()
 
 
 def augment_supervised(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:

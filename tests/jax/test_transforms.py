@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sesemi_common.config import AugmentConfig
+from sesemi_common.stats import normalization_table
 from sesemi_jax import transforms
 
 
@@ -125,6 +126,15 @@ def test_normalize_matches_numpy():
     out = transforms.normalize(jnp.asarray(images), mean.astype(np.float32), std.astype(np.float32))
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out), (images / 255.0 - mean) / std, rtol=0, atol=1e-6)
+
+
+def test_lookup_normalized_under_jit_equals_normalize():
+    images = jnp.asarray(np.random.default_rng(4).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8))
+    mean, std = np.array([0.49, 0.48, 0.45], np.float32), np.array([0.25, 0.24, 0.26], np.float32)
+    looked_up = jax.jit(transforms.lookup_normalized)(images, jnp.asarray(normalization_table(mean, std)))
+    np.testing.assert_array_equal(np.asarray(looked_up), np.asarray(transforms.normalize(images, mean, std)))
+    with pytest.raises(ValueError, match="normalize needs host mean and std, got traced arrays"):
+        jax.jit(transforms.normalize)(images, mean, std)
 
 
 def test_jitted_transforms_equal_eager():

@@ -135,6 +135,9 @@ def test_normalize_matches_numpy():
     out = transforms.normalize(nchw(images), mean.astype(np.float32), std.astype(np.float32))
     assert out.dtype == torch.float32 and out.shape == (2, 3, 4, 4)
     np.testing.assert_allclose(nhwc(out), (images / 255.0 - mean) / std, rtol=0, atol=1e-6)
+    # one CHW image, mean and std as tensors: the same values
+    single = transforms.normalize(nchw(images)[1], torch.tensor(mean, dtype=torch.float32), torch.tensor(std))
+    assert torch.equal(single, out[1])
 
 
 def test_augment_branches():
