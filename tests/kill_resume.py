@@ -1,0 +1,57 @@
+"""Shared by the JAX and PyTorch resume tests: kill a training process with SIGKILL mid-run,
+resume it, and compare with an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TINY = ["data.dataset=digits", "data.image_size=16", "data.n_labels=20", "train.steps=24",
+        "train.batch_labeled=8", "train.batch_unlabeled=2", "train.log_every=4", "train.eval_every=12",
+        "train.checkpoint_every=8", "train.eval_batch_size=128"]
+
+
+def train_command(cli_module: str, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", cli_module, "train", *TINY, "--run-dir", str(run_dir), "--no-progress", *extra]
+
+
+def _logged_steps(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    return max((json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()), default=0)
+
+
+def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int, timeout: float = 300) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(train_command(cli_module, run_dir), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while _logged_steps(run_dir) < kill_after_step:
+        if process.poll() is not None:
+            raise AssertionError(f"training ended before the kill: {process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("training did not reach the kill step in time")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert _logged_steps(run_dir) < 24, "the run finished before it was killed"
+    subprocess.run(train_command(cli_module, run_dir, "--resume"), env=env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=timeout)
+
+
+def run_uninterrupted(cli_module: str, run_dir: Path, timeout: float = 300) -> None:
+    subprocess.run(train_command(cli_module, run_dir), check=True, stdout=subprocess.DEVNULL, timeout=timeout)
+
+
+def comparable_metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock speed, which no two runs share."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]
