@@ -1,0 +1,65 @@
+"""Statistics of the independent trend study (issue 5): seeds in, means, spreads and a verdict out.
+
+Accuracies are in points (percent). The two frameworks draw their own random streams, so
+their final accuracies are independent samples; the parity criterion compares their means
+against the noise those samples show: the means must differ by less than
+`max(floor, k * se)`, where `se = sqrt(s1^2/n1 + s2^2/n2)` is the standard error of the
+difference of two independent means (floor 1 point, k = 2 in the study).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    mean: float
+    std: float  # sample standard deviation (n - 1); 0.0 for a single value, which shows no spread
+    n: int
+
+    @property
+    def variance_of_mean(self) -> float:
+        return self.std ** 2 / self.n
+
+
+def mean_std(values: Sequence[float]) -> MeanStd:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"mean_std needs a non-empty list of numbers, got shape {values.shape}")
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return MeanStd(float(values.mean()), std, len(values))
+
+
+def difference(a: MeanStd, b: MeanStd) -> tuple[float, float]:
+    """(a.mean - b.mean, standard error of that difference) for independent samples."""
+    return a.mean - b.mean, math.sqrt(a.variance_of_mean + b.variance_of_mean)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    difference: float  # a.mean - b.mean, points
+    standard_error: float
+    threshold: float  # max(floor, k * standard_error)
+    passed: bool  # |difference| < threshold
+
+
+def parity_verdict(a: MeanStd, b: MeanStd, floor: float = 1.0, k: float = 2.0) -> Verdict:
+    """Whether two frameworks' mean accuracies agree: |a - b| < max(floor, k * se), strictly."""
+    diff, se = difference(a, b)
+    threshold = max(floor, k * se)
+    return Verdict(diff, se, threshold, abs(diff) < threshold)
+
+
+def mean_curve(curves: Sequence[Mapping[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, sample std) over the curves at the steps all of them share; std 0 for one curve."""
+    if not curves:
+        raise ValueError("mean_curve needs at least one curve")
+    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+    values = np.array([[curve[step] for step in steps] for curve in curves], dtype=np.float64)
+    std = values.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(len(steps))
+    return np.array(steps, dtype=np.int64), values.mean(axis=0), std
