@@ -25,6 +25,7 @@ Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC images -> supervis
 
 class Backend(Protocol):
     name: str
+    user_errors: tuple[type[Exception], ...]  # raised on bad input; the CLI prints them as one line
 
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict: ...
 
@@ -100,7 +101,7 @@ def main(backend: Backend, argv: Sequence[str] | None = None,
         else:
             count = _predict(backend, args.run_dir, args.inputs, args.out)
             print(f"wrote {count} predictions to {args.out}")
-    except (ConfigError, DatasetError, FileNotFoundError, NonFiniteLossError) as err:
+    except (ConfigError, DatasetError, FileNotFoundError, NonFiniteLossError, *backend.user_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,7 @@ from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 
 from . import checkpoints, loop
+from .convert import WeightsError
 from .methods import make_method
 from .models import init_variables, make_model
 from .optim import make_optimizer
@@ -21,6 +22,7 @@ from .train import create_state, make_eval_logits, predict_logits
 
 class JaxBackend:
     name = "jax"
+    user_errors = (WeightsError,)
 
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)

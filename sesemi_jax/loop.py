@@ -19,7 +19,8 @@ from sesemi_common import progress
 from sesemi_common.progress import TrainingLog, images_per_step, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints
+from . import checkpoints, convert
+from .convert import WeightsError
 from .methods import make_method
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
@@ -31,11 +32,21 @@ def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in m.items()} for m in jax.device_get(metrics)]
 
 
+def load_pretrained(variables: dict, path: str, backbone: str) -> dict:
+    """The backbone from a torchvision state dict in its torch-free `.npz` form."""
+    if path.endswith((".pth", ".pt")):
+        raise WeightsError(f"model.weights={path} is a PyTorch file, which sesemi_jax cannot read: convert it "
+                           f"with `python -m sesemi_torch.convert {path} OUT.npz` and pass OUT.npz")
+    return convert.load_torchvision_weights(variables, path, backbone)
+
+
 def _initial_state(exp: Experiment, model, tx, initial_variables: dict | None) -> TrainState:
     config = exp.config
     if initial_variables is None:
         key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 1)
         initial_variables = init_variables(model, key, exp.dataset.train_images.shape[1])
+        if config.model.weights:
+            initial_variables = load_pretrained(initial_variables, config.model.weights, config.model.backbone)
     return create_state(model, initial_variables, tx, config.train.seed)
 
 

@@ -13,6 +13,7 @@ from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 
 from . import checkpoints, loop
+from .convert import WeightsError
 from .methods import make_method
 from .models import make_model
 from .train import predict_logits
@@ -20,6 +21,7 @@ from .train import predict_logits
 
 class TorchBackend:
     name = "torch"
+    user_errors = (WeightsError,)
 
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)

@@ -17,7 +17,7 @@ from sesemi_common import progress
 from sesemi_common.progress import TrainingLog, images_per_step, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints
+from . import checkpoints, convert
 from .data import SpecSampler, batch_loader
 from .methods import make_method
 from .models import make_model
@@ -43,6 +43,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
     if initial_state_dict is not None:
         model.load_state_dict(initial_state_dict)
+    elif config.model.weights:
+        convert.load_torchvision_weights(model, config.model.weights)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.optim)
