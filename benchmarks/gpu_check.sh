@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Train-step throughput of both frameworks on one NVIDIA GPU: WRN-28-2, float32 then bfloat16.
+#
+#     bash benchmarks/gpu_check.sh            # from anywhere; results in $OUT, else ./gpu_results
+#
+# Overrides for a dry run of this script on a CPU: DEVICE=cpu SKIP_INSTALL=1 PYTHON=... and
+# STEPS="--repeats 1 --steps-per-repeat 1 --warmup 1 --batch-labeled 8 --batch-unlabeled 2".
+#
+# For a machine whose image already holds jax (with CUDA), flax, optax, torch and torchvision
+# and has no network: the package is installed without dependencies and without build
+# isolation (which would fetch setuptools). JSON tables, the printed Markdown tables and an
+# environment log land in the results folder. bfloat16 is measured only for speed (see
+# benchmarks/throughput.py). jax_ynnpack is a CPU-only variant and is skipped on the GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RESULTS="${OUT:-./gpu_results}"
+mkdir -p "$RESULTS"
+PYTHON="${PYTHON:-python}"
+# JAX would otherwise take 75% of the GPU memory up front and leave torch the rest.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+[ -n "${SKIP_INSTALL:-}" ] || "$PYTHON" -m pip install --no-deps --no-build-isolation -e . >"$RESULTS/pip.log" 2>&1 \
+    || echo "pip install failed (see pip.log); throughput.py runs from the source tree anyway"
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+    "$PYTHON" - <<'EOF'
+import jax, torch
+print("jax", jax.__version__, "backend", jax.default_backend(), jax.devices())
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if jax.default_backend() != "gpu":
+    print("WARNING: JAX does not see the GPU; its rows below are CPU numbers")
+EOF
+} 2>&1 | tee "$RESULTS/environment.txt"
+
+DEVICE="${DEVICE:-cuda}"
+STEPS="${STEPS:---repeats 7 --steps-per-repeat 50 --warmup 10}"
+for DTYPE in float32 bfloat16; do
+    echo "== wrn28_2 $DTYPE"
+    # shellcheck disable=SC2086
+    "$PYTHON" benchmarks/throughput.py --models wrn28_2 --device "$DEVICE" --dtype "$DTYPE" $STEPS \
+        --json "$RESULTS/throughput_wrn28_2_$DTYPE.json" 2>&1 | tee "$RESULTS/throughput_wrn28_2_$DTYPE.txt" \
+        || echo "throughput.py failed for $DTYPE (see throughput_wrn28_2_$DTYPE.txt)"
+done
