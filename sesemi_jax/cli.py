@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
-import numpy as np
 
 from sesemi_common import commands
 from sesemi_common.config import Config

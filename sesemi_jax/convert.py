@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from sesemi_common.weights import WeightsError, read_npz, write_npz
 from sesemi_jax.models import FEATURES, check_backbone, make_backbone
 
 FlaxPath = tuple[str, ...]
@@ -25,10 +26,6 @@ FlaxPath = tuple[str, ...]
 Table = dict[str, tuple[str, FlaxPath, str]]
 
 _HEADS = ("sup_head.linear", "self_head")
-
-
-class WeightsError(ValueError):
-    """A weights file or state dict that does not fit the model; the message names the key."""
 
 
 def conv_kernel_from_torch(weight: np.ndarray) -> np.ndarray:
@@ -169,27 +166,13 @@ def state_dict_from_variables(variables: dict, backbone: str) -> dict[str, np.nd
     return state_dict
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist: pass the path of a .npz weights file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (ValueError, OSError) as err:
-        raise WeightsError(f"weights file {path} is not a readable .npz ({err})") from err
-
-
 def load_npz(path: str | Path, backbone: str) -> dict:
     """SesemiNet variables from a `.npz` written by either framework's `save_npz`."""
     return variables_from_state_dict(read_npz(path), backbone, source=f"weights file {path}")
 
 
 def save_npz(variables: dict, path: str | Path, backbone: str) -> None:
-    """Write to exactly `path` (np.savez would otherwise append '.npz')."""
-    state_dict = state_dict_from_variables(variables, backbone)
-    with open(path, "wb") as handle:
-        np.savez(handle, **state_dict)
+    write_npz(state_dict_from_variables(variables, backbone), path)
 
 
 def load_torchvision_weights(variables: dict, path: str | Path, backbone: str) -> dict:

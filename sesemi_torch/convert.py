@@ -16,29 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from sesemi_common.weights import WeightsError, read_npz, write_npz
 from sesemi_torch.models import SesemiNet
 
 
-class WeightsError(ValueError):
-    """A weights file that does not fit the model; the message names the key."""
-
-
 def save_npz(model: nn.Module, path: str | Path) -> None:
-    """Write `model.state_dict()` to exactly `path` (np.savez would otherwise append '.npz')."""
-    arrays = {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist: pass the path of a .npz weights file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (ValueError, OSError) as err:
-        raise WeightsError(f"weights file {path} is not a readable .npz ({err})") from err
+    """Write `model.state_dict()` to exactly `path`."""
+    write_npz({key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}, path)
 
 
 def _checked_state_dict(module: nn.Module, arrays: dict[str, np.ndarray], source: str) -> dict:
@@ -94,9 +78,7 @@ def load_torchvision_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
 
 def torchvision_pth_to_npz(pth_path: str | Path, npz_path: str | Path) -> None:
     """Rewrite a torchvision `.pth` state dict as `.npz`, same keys (fc included), for JAX."""
-    arrays = {key: value.numpy() for key, value in read_torchvision_pth(pth_path).items()}
-    with open(npz_path, "wb") as handle:
-        np.savez(handle, **arrays)
+    write_npz({key: value.numpy() for key, value in read_torchvision_pth(pth_path).items()}, npz_path)
 
 
 def main(argv: list[str] | None = None) -> int:

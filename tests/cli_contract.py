@@ -1,7 +1,5 @@
 """Bad input at the command line of either framework: exit code 2 and one line that says what to fix."""
 
-import pytest
-
 TINY = ["data.image_size=16", "data.n_labels=20", "train.steps=2", "train.batch_labeled=8", "train.batch_unlabeled=2"]
 
 
