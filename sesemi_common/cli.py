@@ -17,8 +17,8 @@ from .report import markdown_table, plot_runs
 # Small enough that SESEMI and the baseline train in both frameworks in about 3 minutes on 2 cores.
 DEMO_OVERRIDES = [
     "data.dataset=digits", "data.n_labels=50", "model.backbone=resnet20",
-    "train.steps=200", "train.batch_labeled=32", "train.batch_unlabeled=8",
-    "train.log_every=25", "train.eval_every=50", "train.checkpoint_every=200",
+    "train.steps=100", "train.batch_labeled=32", "train.batch_unlabeled=8",
+    "train.log_every=25", "train.eval_every=25", "train.checkpoint_every=100",
 ]
 FRAMEWORKS = {"jax": "sesemi_jax.loop", "torch": "sesemi_torch.loop"}
 
