@@ -28,7 +28,8 @@ def _generator(*seed_parts: int) -> torch.Generator:
 def _epoch_batch(seed: int, stream: int, step: int, batch: int, pool: int) -> torch.Tensor:
     epochs, positions = epoch_positions(step, batch, pool)
     perms = {e: torch.randperm(pool, generator=_generator(seed, stream, e)) for e in set(epochs.tolist())}
-    return torch.stack([perms[e][p] for e, p in zip(epochs.tolist(), positions.tolist())])
+    picks = [perms[e][p] for e, p in zip(epochs.tolist(), positions.tolist())]
+    return torch.stack(picks) if picks else torch.zeros(0, dtype=torch.int64)  # batch 0: the supervised baseline
 
 
 class SpecSampler(Sampler):

@@ -1,5 +1,9 @@
+import numpy as np
+
+from sesemi_common.config import Config, apply_overrides
 from sesemi_torch import checkpoints, loop
 from sesemi_torch.cli import TorchBackend
+from sesemi_torch.data import SpecSampler
 from tests.loop_contract import LoopContract
 
 
@@ -12,3 +16,10 @@ class TestTorchLoop(LoopContract):
     backend = TorchBackend()
     checkpoints = checkpoints
     cli_module = "sesemi_torch.cli"
+
+
+def test_supervised_baseline_draws_no_unlabeled_batch():
+    config = apply_overrides(Config(), ["method.name=supervised", "train.batch_unlabeled=0", "train.batch_labeled=4"])
+    spec = SpecSampler(np.arange(10), 50, config).spec(3)
+    assert spec.unlabeled.shape == (0,) and spec.self_offsets.shape == (0, 2)
+    assert spec.labeled.shape == (4,)
