@@ -247,3 +247,22 @@ def proxy_classes(config: Config) -> int:
     if config.method.name == "rotation" or config.method.proxy == "rotation":
         return 4
     return 6
+
+
+def check_momentum(optim: OptimConfig) -> None:
+    if optim.nesterov and optim.momentum <= 0:
+        raise ValueError(f"optim.nesterov needs optim.momentum > 0, got {optim.momentum}: "
+                         "set a momentum or optim.nesterov=false")
+
+
+def check_optim(optim: OptimConfig, total_steps: int) -> None:
+    """Reject a schedule or step count that no run can use, with a one-line message."""
+    schedules = CHOICES["optim.schedule"]
+    if optim.schedule not in schedules:
+        raise ValueError(f"optim.schedule must be one of {', '.join(schedules)}, got '{optim.schedule}'")
+    if total_steps <= 0:
+        raise ValueError(f"total steps must be positive, got {total_steps}: set train.steps")
+    if not 0 <= optim.warmup_steps < total_steps:
+        raise ValueError(f"optim.warmup_steps ({optim.warmup_steps}) must be in [0, total steps "
+                         f"{total_steps})")
+    check_momentum(optim)

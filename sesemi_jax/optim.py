@@ -21,23 +21,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sesemi_common.config import OptimConfig
+from sesemi_common.config import OptimConfig, check_optim
 
-SCHEDULES = ("poly", "cosine", "constant")
-
-
-def check_optim(optim_cfg: OptimConfig, total_steps: int) -> None:
-    """Reject a schedule or step count that no run can use, with a one-line message."""
-    if optim_cfg.schedule not in SCHEDULES:
-        raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got '{optim_cfg.schedule}'")
-    if total_steps <= 0:
-        raise ValueError(f"total steps must be positive, got {total_steps}: set train.steps")
-    if not 0 <= optim_cfg.warmup_steps < total_steps:
-        raise ValueError(f"optim.warmup_steps ({optim_cfg.warmup_steps}) must be in [0, total steps "
-                         f"{total_steps})")
-    if optim_cfg.nesterov and optim_cfg.momentum <= 0:
-        raise ValueError(f"optim.nesterov needs optim.momentum > 0, got {optim_cfg.momentum}: "
-                         "set a momentum or optim.nesterov=false")
 
 
 def _decay_schedule(optim_cfg: OptimConfig, decay_steps: int) -> optax.Schedule:

@@ -18,27 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sesemi_common.config import OptimConfig
+from sesemi_common.config import OptimConfig, check_momentum, check_optim
 
-SCHEDULES = ("poly", "cosine", "constant")
-
-
-def _check_momentum(optim_cfg: OptimConfig) -> None:
-    if optim_cfg.nesterov and optim_cfg.momentum <= 0:
-        raise ValueError(f"optim.nesterov needs optim.momentum > 0, got {optim_cfg.momentum}: "
-                         "set a momentum or optim.nesterov=false")
-
-
-def check_optim(optim_cfg: OptimConfig, total_steps: int) -> None:
-    """Reject a schedule or step count that no run can use, with a one-line message."""
-    if optim_cfg.schedule not in SCHEDULES:
-        raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got '{optim_cfg.schedule}'")
-    if total_steps <= 0:
-        raise ValueError(f"total steps must be positive, got {total_steps}: set train.steps")
-    if not 0 <= optim_cfg.warmup_steps < total_steps:
-        raise ValueError(f"optim.warmup_steps ({optim_cfg.warmup_steps}) must be in [0, total steps "
-                         f"{total_steps})")
-    _check_momentum(optim_cfg)
 
 
 def _decay(schedule: str, fraction: float, power: float) -> float:
@@ -80,7 +61,7 @@ def param_groups(model: nn.Module) -> list[dict]:
 def make_optimizer(model_or_groups: nn.Module | list[dict], optim_cfg: OptimConfig) -> torch.optim.SGD:
     """torch SGD, weight decay coupled into the gradient of the "decay" group only."""
     groups = param_groups(model_or_groups) if isinstance(model_or_groups, nn.Module) else model_or_groups
-    _check_momentum(optim_cfg)
+    check_momentum(optim_cfg)
     return torch.optim.SGD(groups, lr=optim_cfg.lr, momentum=optim_cfg.momentum,
                            nesterov=optim_cfg.nesterov, weight_decay=optim_cfg.weight_decay)
 
