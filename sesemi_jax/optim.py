@@ -24,7 +24,6 @@ import optax
 from sesemi_common.config import OptimConfig, check_optim
 
 
-
 def _decay_schedule(optim_cfg: OptimConfig, decay_steps: int) -> optax.Schedule:
     # Not optax.polynomial_schedule / cosine_decay_schedule: in float32 their `1 - t/T` and
     # `1 + cos(pi t/T)` cancel near the end of training (relative lr error 4e-5 for poly and 1.5e-2

@@ -21,7 +21,6 @@ from torch import nn
 from sesemi_common.config import OptimConfig, check_momentum, check_optim
 
 
-
 def _decay(schedule: str, fraction: float, power: float) -> float:
     if schedule == "poly":
         return (1.0 - fraction) ** power
