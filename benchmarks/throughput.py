@@ -275,12 +275,14 @@ def measure(variants: list[Variant], pipelines: dict, args: argparse.Namespace) 
     for run in pipelines.values():
         run(args.warmup)
     pipeline_seconds = {name: [] for name in pipelines}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for variant in variants:
             if variant.run is not None:
                 variant.seconds.append(seconds_per_step(variant.run, args.steps_per_repeat))
         for name, run in pipelines.items():
             pipeline_seconds[name].append(seconds_per_step(run, args.steps_per_repeat))
+        done = ", ".join(f"{v.name} {1e3 * v.seconds[-1]:.0f}" for v in variants if v.seconds)
+        print(f"  repetition {repeat + 1}/{args.repeats} ms/step: {done} (load {os.getloadavg()[0]:.1f})", flush=True)
     return {name: statistics.median(ts) for name, ts in pipeline_seconds.items()}
 
 
