@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import json
 import os
 import platform
@@ -106,13 +105,7 @@ def framework_module(framework: str, name: str):
 def fit_options(framework: str, args) -> dict:
     if framework == "jax":
         return {}
-    options = {"channels_last": args.channels_last}
-    if args.torch_device != "cpu":
-        if "device" not in inspect.signature(framework_module("torch", "loop").fit).parameters:
-            raise SystemExit(f"error: --torch-device {args.torch_device}: sesemi_torch.loop.fit has no device "
-                             "option yet, so torch would silently train on the CPU; use --torch-device cpu")
-        options["device"] = args.torch_device
-    return options
+    return {"channels_last": args.channels_last, "device": args.torch_device}
 
 
 def train_or_skip(key: RunKey, config: Config, run_dir: Path, dataset, args) -> str:
@@ -355,7 +348,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--data-root", type=Path, default=CIFAR10_JPEG, help="CIFAR-10 ImageFolder tree")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "trend")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads (2 on this 2-core box)")
-    parser.add_argument("--torch-device", default="cpu", help="cpu, or cuda once the torch trainer takes a device")
+    parser.add_argument("--torch-device", default="cpu", help="torch device: cpu, cuda or cuda:N")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="torch in NCHW instead of channels_last (the faster CPU path)")
     parser.add_argument("--progress", action="store_true", help="show each run's progress bar")

@@ -36,11 +36,13 @@ class TorchBackend:
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on CPU)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda or cuda:N")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     return commands.main(TorchBackend(), argv, train_options=_train_options,
-                         fit_options=lambda args: {"channels_last": args.channels_last})
+                         fit_options=lambda args: {"channels_last": args.channels_last,
+                                                            "device": args.device})
 
 
 if __name__ == "__main__":

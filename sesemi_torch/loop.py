@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from sesemi_common.config import Config
+from sesemi_common.config import Config, ConfigError
 from sesemi_common.experiment import prepare
 from sesemi_common import progress
 from sesemi_common.progress import TrainingLog, images_per_step, run_steps
@@ -29,14 +29,30 @@ def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in m.items()} for m in metrics]
 
 
+def resolve_device(name: str) -> torch.device:
+    """`name` as a torch device, refusing one this machine lacks (rather than failing mid-run)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device {name!r} is not a torch device: use cpu, cuda or cuda:N ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: torch sees no CUDA GPU on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
         initial_state_dict: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
-        show_progress: bool = True, channels_last: bool = False) -> dict:
+        show_progress: bool = True, channels_last: bool = False, device: str = "cpu") -> dict:
     """Train `config` into `run_dir` and return the summary.
 
     `initial_state_dict` replaces the random init (e.g. weights shared with JAX); `stream`,
-    `stream(step) -> BatchSpec`, replaces the torch-drawn batches (lockstep parity).
+    `stream(step) -> BatchSpec`, replaces the torch-drawn batches (lockstep parity). `device`
+    holds the model, optimizer state and each step's batch; the loader, its random streams and
+    the checkpoints stay on the CPU, so a run resumes on any device.
     """
+    device = resolve_device(device)
     exp = prepare(config, run_dir, resume=resume, dataset=dataset)
     method = make_method(config)
     torch.manual_seed(config.train.seed)
@@ -45,6 +61,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         model.load_state_dict(initial_state_dict)
     elif config.model.weights:
         convert.load_torchvision_weights(model, config.model.weights)
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.optim)
@@ -58,7 +75,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         torch.set_rng_state(saved["torch_rng"])
         start = saved["step"]
         exp.run.truncate_metrics(start)
-    mean, std = torch.from_numpy(exp.mean), torch.from_numpy(exp.std)
+    mean, std = torch.from_numpy(exp.mean).to(device), torch.from_numpy(exp.std).to(device)
     specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
     loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs)
@@ -68,7 +85,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
 
     def evaluate() -> float:
         return accuracy(model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
-                        config.train.eval_batch_size)
+                        config.train.eval_batch_size, device)
 
     def save(done: int) -> None:
         checkpoints.save(exp.run.checkpoints, done, {
@@ -76,6 +93,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done})
 
     def step_fn(step: int, batch: dict) -> dict:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         return train_step(model, optimizer, scheduler, batch, step, method, config, mean, std, channels_last)
 
     started = time.perf_counter()
@@ -87,6 +105,6 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         log.close()
     summary = progress.summary("torch", method.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
-                               time.perf_counter() - started, "cpu")
+                               time.perf_counter() - started, str(device))
     exp.run.write_summary(summary)
     return summary
