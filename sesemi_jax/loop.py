@@ -59,8 +59,10 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     from PyTorch; `stream(step) -> BatchSpec` replaces the on-device sampling so another
     framework can be fed the very same batches (lockstep parity).
     """
-    exp = prepare(config, run_dir, resume=resume, dataset=dataset)
     method = make_method(config)
+    mesh = batch_mesh()
+    check_divisible(config, method.num_proxy, mesh)  # before prepare: a refused run leaves no directory
+    exp = prepare(config, run_dir, resume=resume, dataset=dataset)
     model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
     schedule = lr_schedule(config.optim, config.train.steps)
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
@@ -68,8 +70,6 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         state = checkpoints.restore(exp.run.checkpoints, state)
         exp.run.truncate_metrics(int(state.step))
     data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std)
-    mesh = batch_mesh()
-    check_divisible(config, method.num_proxy, mesh)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     eval_logits = make_eval_logits(model)
     log = TrainingLog(exp.run, config.train.steps, int(state.step),
