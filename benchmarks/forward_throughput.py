@@ -43,14 +43,14 @@ def forward_fns(backbone: str, batch: int) -> dict:
     state = {key: value.numpy() for key, value in model.state_dict().items()}
     flax_model = jmodels.make_model(backbone, NUM_CLASSES)
     variables = jax.device_put(jconvert.variables_from_state_dict(state, backbone))
-    apply = jax.jit(lambda v, x: flax_model.apply(v, x, train=False)[0])
+    apply = jax.jit(lambda v, x: flax_model.apply(v, x, train=False)[0]["sup"])
 
     def run_jax(x):
         return jax.block_until_ready(apply(variables, x))
 
     @torch.no_grad()
     def run_torch(x):
-        return model(x)[0]
+        return model(x)[0]["sup"]
 
     x = np.random.default_rng(0).normal(size=(batch, 32, 32, 3)).astype(np.float32)
     return {"jax (jit)": (run_jax, jax.device_put(x)),

@@ -55,14 +55,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sesemi_common.config import Config  # noqa: E402
-from sesemi_common.progress import images_per_step  # noqa: E402
+from sesemi_common.methods import ema_decay, images_per_step  # noqa: E402
 from sesemi_common.splits import labeled_indices  # noqa: E402
 from sesemi_common.stats import channel_stats  # noqa: E402
 from sesemi_jax import methods as jax_methods, models as jax_models, optim as jax_optim  # noqa: E402
 from sesemi_jax import train as jax_train  # noqa: E402
 from sesemi_torch import methods as torch_methods, models as torch_models, optim as torch_optim  # noqa: E402
-from sesemi_torch.data import SpecSampler, batch_loader  # noqa: E402
-from sesemi_torch.train import model_inputs, train_step  # noqa: E402
+from sesemi_torch.data import SpecSampler, batch_loader, to_device  # noqa: E402
+from sesemi_torch.train import make_ema, model_inputs, train_step  # noqa: E402
 
 VARIANTS = ("jax", "jax_ynnpack", "torch_eager", "torch_channels_last", "torch_compile")
 NUM_CLASSES = 10
@@ -128,15 +128,15 @@ def _bf16_apply(apply_fn: Callable) -> Callable:
 
 
 def _jax_state(config: Config, method, bf16: bool):
-    model = jax_models.make_model(config.model.backbone, NUM_CLASSES, method.num_proxy, config.model.dropout)
+    model = jax_models.make_model(config.model.backbone, NUM_CLASSES, method.spec.heads, config.model.dropout)
     variables = jax_models.init_variables(model, jax.random.PRNGKey(config.train.seed), 32)
     tx = jax_optim.make_optimizer(config.optim, config.train.steps)
-    state = jax_train.create_state(model, variables, tx, config.train.seed)
+    state = jax_train.create_state(model, variables, tx, config.train.seed, ema_decay(config))
     return state.replace(apply_fn=_bf16_apply(model.apply)) if bf16 else state
 
 
 def jax_variant(name: str, config: Config, data: jax_train.DeviceData, bf16: bool, ynnpack: bool) -> Variant:
-    method = jax_methods.make_method(config)
+    method = jax_methods.load(config)
     schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
     if ynnpack:  # the trainer's step, jitted as before compiler_options() existed
         step = jax.jit(partial(jax_train.train_step, method=method, config=config, schedule=schedule),
@@ -156,13 +156,12 @@ def jax_variant(name: str, config: Config, data: jax_train.DeviceData, bf16: boo
 
 def jax_input_pipeline(config: Config, data: jax_train.DeviceData) -> Callable[[int], None]:
     """The step's sampling, gather, augmentation and views alone, with the step's own keys."""
-    method = jax_methods.make_method(config)
+    method = jax_methods.load(config)
 
     @partial(jax.jit, compiler_options=jax_train.compiler_options())
     def inputs(rng, step, data):
-        spec = jax_train.sample_spec(jax.random.split(rng)[1], step, data, config)
-        views_key, _ = jax.random.split(jax.random.fold_in(jax.random.split(rng)[0], step))
-        return jax_train._model_inputs(views_key, data, spec, method, config)
+        spec = jax_train.sample_spec(jax.random.split(rng)[1], step, data, config, method)
+        return jax_train.model_inputs(data, spec, method, config)
 
     rng = jax.random.PRNGKey(config.train.seed)
     count = 0
@@ -186,22 +185,23 @@ def _batches(config: Config, synthetic: Synthetic, device: torch.device):
     """Endless step batches from the trainer's loader, moved to `device`."""
     sampler = SpecSampler(synthetic.labeled, len(synthetic.images), config)
     for batch in batch_loader(synthetic.images, synthetic.labels, sampler):
-        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        yield to_device(batch, device)
 
 
 def _torch_model(config: Config, method, device: torch.device, channels_last: bool) -> torch.nn.Module:
     torch.manual_seed(config.train.seed)
-    model = torch_models.make_model(config.model.backbone, NUM_CLASSES, method.num_proxy, config.model.dropout)
+    model = torch_models.make_model(config.model.backbone, NUM_CLASSES, method.spec.heads, config.model.dropout)
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def torch_variant(name: str, config: Config, synthetic: Synthetic, device: torch.device, bf16: bool) -> Variant:
-    method = torch_methods.make_method(config)
+    method = torch_methods.load(config)
     channels_last = name == "torch_channels_last"
     model = _torch_model(config, method, device, channels_last)
     optimizer = torch_optim.make_optimizer(model, config.optim)
     scheduler = torch_optim.make_scheduler(optimizer, config.optim, config.train.steps)
+    ema = make_ema(model, config)
     net = torch.compile(model) if name == "torch_compile" else model
     mean, std = torch.from_numpy(synthetic.mean), torch.from_numpy(synthetic.std)
     batches = _batches(config, synthetic, device)
@@ -214,7 +214,7 @@ def torch_variant(name: str, config: Config, synthetic: Synthetic, device: torch
             # Wrapping backward and the optimizer too is harmless: autocast only recasts the ops
             # on its lists, and backward ops run in the dtypes their forward ops chose.
             with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-                train_step(net, optimizer, scheduler, batch, step, method, config, mean, std, channels_last)
+                train_step(net, optimizer, scheduler, batch, step, method, config, mean, std, channels_last, ema)
             step += 1
         _sync(device)
 
@@ -223,7 +223,7 @@ def torch_variant(name: str, config: Config, synthetic: Synthetic, device: torch
 
 def torch_input_pipeline(config: Config, synthetic: Synthetic, device: torch.device) -> Callable[[int], None]:
     """Loader (spec, gather) plus `model_inputs` (augmentation, views, normalization) alone."""
-    method = torch_methods.make_method(config)
+    method = torch_methods.load(config)
     mean, std = torch.from_numpy(synthetic.mean), torch.from_numpy(synthetic.std)
     batches = _batches(config, synthetic, device)
 
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         variants, pipelines = build_variants(args.variants.split(","), config, synthetic, device,
                                              args.dtype == "bfloat16")
         input_s = measure(variants, pipelines, args)
-        images = images_per_step(args.batch_labeled, args.batch_unlabeled, torch_methods.make_method(config).num_proxy)
+        images = images_per_step(config)
         rows += rows_for(backbone, variants, input_s, images, setting)
     setting["load_average_after"] = os.getloadavg()
     print(f"\n{args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x 6 views per step; median of "

@@ -43,9 +43,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sesemi_common.config import Config, ConfigError, apply_overrides, proxy_classes  # noqa: E402
+from sesemi_common.config import Config, ConfigError, apply_overrides  # noqa: E402
 from sesemi_common.datasets import load_dataset  # noqa: E402
-from sesemi_common.progress import images_per_step  # noqa: E402
+from sesemi_common.methods import images_per_step, method_names  # noqa: E402
 from sesemi_common.runs import RunDir  # noqa: E402
 from sesemi_common.trend_stats import MeanStd, mean_curve, mean_std, parity_verdict, difference  # noqa: E402
 
@@ -170,7 +170,7 @@ def run_result(key: RunKey, run_dir: Path) -> dict | None:
     if not summary:
         return None
     config, metrics = run.read_config(), run.read_metrics()
-    images = images_per_step(config.train.batch_labeled, config.train.batch_unlabeled, proxy_classes(config))
+    images = images_per_step(config)
     return {**asdict(key), "run_dir": str(run_dir), "final_accuracy": 100 * summary["final_test_accuracy"],
             "curve": {m["step"]: 100 * m["test_accuracy"] for m in metrics if "test_accuracy" in m},
             "ms_per_step": step_time_ms(metrics, images), "images_per_step": images,
@@ -341,7 +341,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--batch-labeled", type=int, default=0, help="0: the Config default")
     parser.add_argument("--batch-unlabeled", type=int, default=0, help="0: the Config default (SESEMI runs)")
     parser.add_argument("--frameworks", type=lambda t: names(t, FRAMEWORKS, "--frameworks"), default=list(FRAMEWORKS))
-    parser.add_argument("--methods", type=lambda t: names(t, METHODS, "--methods"), default=list(METHODS))
+    parser.add_argument("--methods", type=lambda t: names(t, method_names(), "--methods"), default=list(METHODS))
     parser.add_argument("--eval-every", type=int, default=0,
                         help="steps between test evaluations and checkpoints (0: only at the end)")
     parser.add_argument("--log-every", type=int, default=0, help="0: min(25, steps)")

@@ -55,24 +55,35 @@ def perturb_batchnorm(model, seed):
 
 def torch_net(backbone, seed=0):
     torch.manual_seed(seed)
-    return perturb_batchnorm(tmodels.make_model(backbone, NUM_CLASSES, NUM_PROXY), seed)
+    return perturb_batchnorm(tmodels.make_model(backbone, NUM_CLASSES, {"self": NUM_PROXY}), seed)
 
 
 def jax_twin(torch_model, backbone, tmp_path):
     """The Flax SesemiNet and its variables, through the `.npz` file."""
     path = tmp_path / f"{backbone}.npz"
     tconvert.save_npz(torch_model, path)
-    return jmodels.make_model(backbone, NUM_CLASSES, NUM_PROXY), jconvert.load_npz(path, backbone)
+    return jmodels.make_model(backbone, NUM_CLASSES, {"self": NUM_PROXY}), jconvert.load_npz(path, backbone)
+
+
+SUP_THEN_SELF = (("sup",), ("self",))  # the supervised head on the first input, the self head on the second
 
 
 @partial(jax.jit, static_argnums=0)
 def jax_eval(model, variables, x_sup, x_self):
-    return model.apply(variables, x_sup, x_self, train=False)
+    sup, self_ = model.apply(variables, x_sup, x_self, heads=SUP_THEN_SELF, train=False)
+    return sup["sup"], self_["self"]
 
 
 @partial(jax.jit, static_argnums=(0, 4))
 def jax_train(model, variables, x_sup, x_self, joint_forward):
-    return model.apply(variables, x_sup, x_self, train=True, joint_forward=joint_forward, mutable=["batch_stats"])
+    (sup, self_), updated = model.apply(variables, x_sup, x_self, heads=SUP_THEN_SELF, train=True,
+                                        joint_forward=joint_forward, mutable=["batch_stats"])
+    return (sup["sup"], self_["self"]), updated
+
+
+def torch_pair(model, t_sup, t_self, joint_forward=False):
+    sup, self_ = model(t_sup, t_self, heads=SUP_THEN_SELF, joint_forward=joint_forward)
+    return sup["sup"], self_["self"]
 
 
 def images(rng, n):
@@ -91,7 +102,7 @@ def test_eval_logits(backbone, np_rng, tmp_path):
     flax_model, variables = jax_twin(model, backbone, tmp_path)
     (x_sup, t_sup), (x_self, t_self) = images(np_rng, 8), images(np_rng, 8)
     with torch.no_grad():
-        sup, self_ = model(t_sup, t_self)
+        sup, self_ = torch_pair(model, t_sup, t_self)
     jax_sup, jax_self = jax_eval(flax_model, variables, x_sup, x_self)
     assert_close(jax_sup, sup)
     assert_close(jax_self, self_)
@@ -104,7 +115,7 @@ def test_train_forward_and_running_stats(backbone, n_sup, n_self, joint_forward,
     flax_model, variables = jax_twin(model, backbone, tmp_path)
     (x_sup, t_sup), (x_self, t_self) = images(np_rng, n_sup), images(np_rng, n_self)
     with torch.no_grad():
-        sup, self_ = model.train()(t_sup, t_self, joint_forward=joint_forward)
+        sup, self_ = torch_pair(model.train(), t_sup, t_self, joint_forward)
     (jax_sup, jax_self), updated = jax_train(flax_model, variables, x_sup, x_self, joint_forward)
     assert_close(jax_sup, sup)
     assert_close(jax_self, self_)
@@ -135,7 +146,7 @@ def test_torchvision_resnet18_state_dict_through_both_loaders(np_rng, tmp_path):
     reference.fc = torch.nn.Identity()
     with torch.no_grad():
         torch.testing.assert_close(model.backbone(t_sup), reference(t_sup), rtol=0, atol=0)
-        sup, self_ = model(t_sup, t_self)
+        sup, self_ = torch_pair(model, t_sup, t_self)
     jax_sup, jax_self = jax_eval(flax_model, variables, x_sup, x_self)
     assert_close(jax_sup, sup)
     assert_close(jax_self, self_)

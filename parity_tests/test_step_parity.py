@@ -25,6 +25,7 @@ import torch
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.sampling import HostStream
 from sesemi_common.stats import channel_stats
+from sesemi_common.methods import ema_decay
 from sesemi_jax import convert as jax_convert
 from sesemi_jax import methods as jax_methods
 from sesemi_jax import models as jax_models
@@ -42,8 +43,12 @@ CASES = [
     ("resnet20", []),
     ("resnet20", ["model.joint_forward=true"]),
     ("resnet20", ["method.name=supervised", "train.batch_unlabeled=0"]),
-    ("resnet20", ["method.proxy=rotation", "augment.crop=pad_crop"]),
+    ("resnet20", ["method.name=rotation", "augment.crop=pad_crop"]),
     ("wrn28_2", []),
+    ("resnet20", ["method.name=pi_model", "method.pi_model.rampup_steps=0"]),
+    ("resnet20", ["method.name=mean_teacher", "method.mean_teacher.rampup_steps=0", "train.ema_decay=0.9"]),
+    ("resnet20", ["method.name=entmin", "method.entmin.weight=1"]),
+    ("resnet20", ["method.name=pi_model", "method.pi_model.rampup_steps=0", "model.joint_forward=true"]),
 ]
 
 
@@ -54,32 +59,40 @@ def _problem(backbone: str, overrides=()):
     images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(24) % NUM_CLASSES
     labeled = np.arange(12)
-    spec = HostStream(labeled, len(images), 6, config.train.batch_unlabeled, config.augment, seed=5)(1)
+    spec = HostStream.for_config(labeled, len(images), config, seed=5)(1)
     return config, images, labels, labeled, spec
 
 
 def _torch_step(config, images, labels, spec, mean, std, dtype):
-    method = torch_methods.make_method(config)
+    method = torch_methods.load(config)
     torch.manual_seed(0)
-    model = torch_models.make_model(config.model.backbone, NUM_CLASSES, method.num_proxy).to(dtype)
+    model = torch_models.make_model(config.model.backbone, NUM_CLASSES, method.spec.heads).to(dtype)
     initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     optimizer = torch_optim.make_optimizer(model, config.optim)
     scheduler = torch_optim.make_scheduler(optimizer, config.optim, config.train.steps)
+    ema = torch_train.make_ema(model, config)
     metrics = torch_train.train_step(model, optimizer, scheduler, SpecBatches(images, labels)[spec], 0,
-                                     method, config, torch.from_numpy(mean), torch.from_numpy(std))
+                                     method, config, torch.from_numpy(mean), torch.from_numpy(std), ema=ema)
     grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
-    after = {k: v.detach().numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    after = _numpy_state(model)
+    if ema is not None:  # the EMA's weights, under the model's names
+        after.update({f"ema.{k}": v for k, v in _numpy_state(ema.module).items()})
     return initial, metrics, grads, after
+
+
+def _numpy_state(model) -> dict:
+    return {k: v.detach().numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
 def _jax_step(config, initial, images, labels, labeled, spec, mean, std):
     backbone = config.model.backbone
-    method = jax_methods.make_method(config)
-    model = jax_models.make_model(backbone, NUM_CLASSES, method.num_proxy)
+    method = jax_methods.load(config)
+    model = jax_models.make_model(backbone, NUM_CLASSES, method.spec.heads)
     dtype = next(iter(initial.values())).dtype  # the converter stores float32; keep the torch side's dtype
     variables = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype),
                                        jax_convert.variables_from_state_dict(initial, backbone))
-    state = jax_train.create_state(model, variables, jax_optim.make_optimizer(config.optim, config.train.steps), 0)
+    state = jax_train.create_state(model, variables, jax_optim.make_optimizer(config.optim, config.train.steps), 0,
+                                   ema_decay(config))
     data = jax_train.device_data(images, labels, labeled, mean, std)
     spec = jax.tree_util.tree_map(np.asarray, spec)
     _, grads, batch_stats, _, _ = jax_train.loss_and_grads(state, data, spec, method=method, config=config)
@@ -87,9 +100,12 @@ def _jax_step(config, initial, images, labels, labeled, spec, mean, std):
     schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
     new_state, metrics = jax_train.train_step_on_spec(state, data, spec, method=method, config=config,
                                                       schedule=schedule)
-    as_torch = lambda params: jax_convert.state_dict_from_variables(  # noqa: E731
-        jax.device_get({"params": params, "batch_stats": new_state.batch_stats}), backbone)
-    return metrics, as_torch(grads), as_torch(new_state.params)
+    as_torch = lambda params, stats: jax_convert.state_dict_from_variables(  # noqa: E731
+        jax.device_get({"params": params, "batch_stats": stats}), backbone)
+    after = as_torch(new_state.params, new_state.batch_stats)
+    if new_state.ema:
+        after.update({f"ema.{k}": v for k, v in as_torch(new_state.ema["params"], new_state.ema["batch_stats"]).items()})
+    return metrics, as_torch(grads, new_state.batch_stats), after
 
 
 def _assert_close(actual: dict, expected: dict, what: str, keys=None, before: dict | None = None) -> float:
@@ -106,6 +122,13 @@ def _assert_close(actual: dict, expected: dict, what: str, keys=None, before: di
     return worst
 
 
+def _assert_same_terms(j_metrics: dict, t_metrics: dict) -> None:
+    """The loss and every term the method logs, by name, in both frameworks."""
+    assert set(j_metrics) == set(t_metrics)
+    for name in set(t_metrics) - {"lr", "train_accuracy"}:
+        np.testing.assert_allclose(float(j_metrics[name]), float(t_metrics[name]), rtol=RTOL, err_msg=name)
+
+
 def _running_var_keys(state_dict: dict) -> list[str]:
     return [k for k in state_dict if k.endswith("running_var")]
 
@@ -117,8 +140,7 @@ def test_one_step_float32_loss_and_running_stats(backbone, overrides):
     mean, std = channel_stats(images)
     initial, t_metrics, _, t_after = _torch_step(config, images, labels, spec, mean, std, torch.float32)
     j_metrics, _, j_after = _jax_step(config, initial, images, labels, labeled, spec, mean, std)
-    for name in ("loss", "loss_sup", "loss_self"):
-        np.testing.assert_allclose(float(j_metrics[name]), float(t_metrics[name]), rtol=RTOL, err_msg=name)
+    _assert_same_terms(j_metrics, t_metrics)
     # Running means are left to the float64 test: a channel mean of +-1 values that nearly cancel
     # (|mean| ~ 6e-4 over 6,144 values) is ill-conditioned, and float32 summation order alone moved
     # one by 1.6e-5 relative (1.6e-8 absolute). Variances are sums of squares: well-conditioned.
@@ -133,7 +155,7 @@ def test_one_step_float64_grads_and_updates(backbone, overrides):
     with jax.enable_x64(True):
         initial, t_metrics, t_grads, t_after = _torch_step(config, images, labels, spec, mean, std, torch.float64)
         j_metrics, j_grads, j_after = _jax_step(config, initial, images, labels, labeled, spec, mean, std)
-    for name in ("loss", "loss_sup", "loss_self"):
-        np.testing.assert_allclose(float(j_metrics[name]), float(t_metrics[name]), rtol=RTOL, err_msg=name)
+    _assert_same_terms(j_metrics, t_metrics)
     _assert_close(j_grads, t_grads, "gradients")
-    _assert_close(j_after, t_after, "updated params and BatchNorm running statistics", before=initial)
+    before = {**initial, **{f"ema.{k}": v for k, v in initial.items()}}
+    _assert_close(j_after, t_after, "updated params, BatchNorm running statistics and EMA", before=before)

@@ -66,7 +66,7 @@ def test_lockstep_accuracy_curves_agree(tmp_path):
     stream = HostStream(labeled, len(dataset.train_images), config.train.batch_labeled,
                         config.train.batch_unlabeled, config.augment, seed=config.train.seed)
     torch.manual_seed(config.train.seed)
-    initial = torch_models.make_model("resnet20", 10, 6, 0.0).state_dict()
+    initial = torch_models.make_model("resnet20", 10, {"self": 6}, 0.0).state_dict()
     initial_numpy = {k: v.numpy().copy() for k, v in initial.items()}
 
     runs = {"torch": (initial, False), "torch_cl": (initial, True),

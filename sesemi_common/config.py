@@ -8,12 +8,15 @@ to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from . import methods
 
 
 class ConfigError(ValueError):
@@ -38,12 +41,22 @@ class ModelConfig:
     joint_forward: bool = False  # one backbone call on [labeled; self] instead of two
 
 
-@dataclass
-class MethodConfig:
-    name: str = "sesemi"  # sesemi | rotation | supervised
-    proxy: str = "rotate_flip"  # rotate_flip (6 classes) | rotation (4 classes, Gidaris 2018)
-    self_weight: float = 1.0  # w in CE_sup + w * CE_self
-    rampup_steps: int = 0  # 0: constant w; T > 0: w * exp(-5 (1 - min(t, T)/T)^2)
+_METHOD_CONFIG_CLASSES: dict[tuple, type] = {}
+
+
+def method_config() -> Any:
+    """`name` plus one nested section of knobs per registered method (`method.sesemi.weight`).
+
+    Built from the registry when a `Config` is made, so a method registered later (a plug-in)
+    gets its knobs without editing this file; one class per set of methods, so equal configs
+    compare equal."""
+    knobs = methods.knob_defaults()
+    key = tuple((name, type(value)) for name, value in knobs.items())
+    if key not in _METHOD_CONFIG_CLASSES:
+        fields = [("name", str, field(default="sesemi"))]
+        fields += [(name, type(value), field(default_factory=type(value))) for name, value in knobs.items()]
+        _METHOD_CONFIG_CLASSES[key] = make_dataclass("MethodConfig", fields)
+    return _METHOD_CONFIG_CLASSES[key]()
 
 
 @dataclass
@@ -75,13 +88,15 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 500
     eval_batch_size: int = 500
+    ema_decay: float = 0.0  # EMA of params and BatchNorm statistics; 0: off (or the method's default)
+    eval_ema: bool = False  # evaluate (and predict) with the EMA variables
 
 
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: Any = field(default_factory=method_config)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -94,7 +109,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
-        return replace_dotted(cls(), _flatten(values))
+        return replace_dotted(cls(), _from_legacy_keys(_flatten(values)))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
@@ -111,17 +126,47 @@ class Config:
 CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50"),
-    "method.name": ("sesemi", "rotation", "supervised"),
-    "method.proxy": ("rotate_flip", "rotation"),
     "augment.crop": ("translate", "pad_crop"),
     "optim.schedule": ("poly", "cosine", "constant"),
 }
 
 
+def choices() -> dict[str, tuple[str, ...]]:
+    return {**CHOICES, "method.name": methods.method_names()}
+
+
 def valid_keys(config: Config | None = None) -> list[str]:
-    config = config or Config()
-    return [f"{section.name}.{f.name}" for section in dataclasses.fields(config)
-            for f in dataclasses.fields(getattr(config, section.name))]
+    return list(_leaves(config or Config()))
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{'section.key': value} of every setting, nested sections (method knobs) included."""
+    leaves = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            leaves.update(_leaves(value, f"{prefix}{f.name}."))
+        else:
+            leaves[f"{prefix}{f.name}"] = value
+    return leaves
+
+
+# Keys of configs written before methods had their own sections, and where they live now.
+_LEGACY_METHOD_KEYS = {"method.self_weight": "weight", "method.rampup_steps": "rampup_steps"}
+
+
+def _from_legacy_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """An old run's config.json (method.proxy / self_weight / rampup_steps) in today's keys."""
+    flat = dict(flat)
+    if flat.pop("method.proxy", "rotate_flip") == "rotation" and flat.get("method.name", "sesemi") == "sesemi":
+        flat["method.name"] = "rotation"
+    name = flat.get("method.name", "sesemi")
+    for old, knob in _LEGACY_METHOD_KEYS.items():
+        if old in flat:
+            value = flat.pop(old)
+            if name in ("sesemi", "rotation"):
+                flat[f"method.{name}.{knob}"] = value
+    return flat
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -138,7 +183,7 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _unknown_key(key: str) -> ConfigError:
     close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
     if not close:  # a bare field name without its section, e.g. `lr`
-        close = [k for k in valid_keys() if k.split(".")[1] == key.split(".")[-1]][:1]
+        close = [k for k in valid_keys() if k.split(".")[-1] == key.split(".")[-1]][:1]
     hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid_keys())}"
     return ConfigError(f"unknown config key '{key}'{hint}")
 
@@ -179,12 +224,15 @@ def _a(kind: type) -> str:
 
 def replace_dotted(config: Config, overrides: dict[str, Any]) -> Config:
     """A copy of `config` with `{'section.key': value}` applied; strings are parsed to the field's type."""
-    config = dataclasses.replace(config, **{f.name: dataclasses.replace(getattr(config, f.name))
-                                            for f in dataclasses.fields(config)})
+    config = copy.deepcopy(config)
     for key, value in overrides.items():
-        section_name, _, name = key.partition(".")
-        section = getattr(config, section_name, None)
-        if section is None or not dataclasses.is_dataclass(section) or not hasattr(section, name):
+        *path, name = key.split(".")
+        section = config
+        for part in path:
+            section = getattr(section, part, None)
+            if section is None or not dataclasses.is_dataclass(section):
+                raise _unknown_key(key)
+        if not path or not hasattr(section, name) or dataclasses.is_dataclass(getattr(section, name)):
             raise _unknown_key(key)
         setattr(section, name, _coerce(key, value, getattr(section, name)))
     validate(config)
@@ -204,13 +252,13 @@ def apply_overrides(config: Config, args: Iterable[str]) -> Config:
 
 def validate(config: Config) -> None:
     """Reject values no run can use, each with a message naming the key."""
-    for key, choices in CHOICES.items():
+    for key, allowed in choices().items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        if value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}, got '{value}'{hint}")
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(allowed)}, got '{value}'{hint}")
     positive = {
         "optim.lr": config.optim.lr, "train.steps": config.train.steps,
         "train.batch_labeled": config.train.batch_labeled, "train.log_every": config.train.log_every,
@@ -224,7 +272,9 @@ def validate(config: Config) -> None:
     non_negative = {
         "train.batch_unlabeled": config.train.batch_unlabeled, "optim.weight_decay": config.optim.weight_decay,
         "optim.momentum": config.optim.momentum, "optim.warmup_steps": config.optim.warmup_steps,
-        "method.self_weight": config.method.self_weight, "method.rampup_steps": config.method.rampup_steps,
+        "train.ema_decay": config.train.ema_decay,
+        **{key: value for key, value in _leaves(config.method, "method.").items()
+           if isinstance(value, (int, float)) and not isinstance(value, bool)},
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
     }
     for key, value in non_negative.items():
@@ -232,21 +282,17 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config key '{key}' must be zero or positive, got {value}")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {config.model.dropout}")
-    if config.method.name != "supervised" and config.train.batch_unlabeled == 0:
+    spec = methods.get(config.method.name)
+    if spec.views_per_image and config.train.batch_unlabeled == 0:
         raise ConfigError(f"method '{config.method.name}' needs train.batch_unlabeled > 0 "
                           "(or use method.name=supervised)")
+    if not config.train.ema_decay < 1.0:
+        raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1), got {config.train.ema_decay}")
+    if config.train.eval_ema and not methods.ema_decay(config):
+        raise ConfigError("train.eval_ema needs an EMA: set train.ema_decay, e.g. 0.999")
     if config.optim.warmup_steps >= config.train.steps:
         raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
                           f"train.steps ({config.train.steps})")
-
-
-def proxy_classes(config: Config) -> int:
-    """Number of self-supervised classes the method trains on (0: no self-supervised head)."""
-    if config.method.name == "supervised":
-        return 0
-    if config.method.name == "rotation" or config.method.proxy == "rotation":
-        return 4
-    return 6
 
 
 def check_momentum(optim: OptimConfig) -> None:

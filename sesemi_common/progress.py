@@ -28,11 +28,6 @@ def first_non_finite(steps: Sequence[int], losses: Sequence[float]) -> int | Non
     return None
 
 
-def images_per_step(batch_labeled: int, batch_unlabeled: int, num_proxy: int) -> int:
-    """Images the backbone sees per step: labeled plus every self-supervised view."""
-    return batch_labeled + batch_unlabeled * num_proxy
-
-
 class TrainingLog:
     def __init__(self, run: RunDir, total_steps: int, start_step: int, images_per_step: int,
                  steps_per_epoch: float, show_progress: bool = True):

@@ -12,11 +12,12 @@ impossible (checked by `check_batch_sizes`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import AugmentConfig, ConfigError
+from .config import AugmentConfig, Config, ConfigError
+from .methods import TRANSLATED, ViewParam, get, unlabeled_batch
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class BatchSpec:
     unlabeled: np.ndarray  # (batch_unlabeled,) indices into the training images
     sup_offsets: np.ndarray  # (batch_labeled, 2) crop offsets (dy, dx) of the supervised branch
     sup_flips: np.ndarray  # (batch_labeled,) horizontal flips of the supervised branch
-    self_offsets: np.ndarray  # (batch_unlabeled, 2) crop offsets of the self-supervised branch
+    views: dict[str, np.ndarray] = field(default_factory=dict)  # the method's view parameters, per unlabeled image
 
 
 def crop_geometry(augment: AugmentConfig) -> tuple[int, str]:
@@ -55,7 +56,7 @@ class HostStream:
     """Numpy-drawn batch specs, a pure function of (seed, step)."""
 
     def __init__(self, labeled: np.ndarray, n_train: int, batch_labeled: int, batch_unlabeled: int,
-                 augment: AugmentConfig, seed: int):
+                 augment: AugmentConfig, seed: int, view_params: tuple[ViewParam, ...] = TRANSLATED):
         check_batch_sizes(batch_labeled, batch_unlabeled, len(labeled), n_train)
         self.labeled = np.asarray(labeled, dtype=np.int64)
         self.n_train = n_train
@@ -64,6 +65,13 @@ class HostStream:
         self.padding, _ = crop_geometry(augment)
         self.hflip = augment.hflip
         self.seed = seed
+        self.view_params = view_params
+
+    @classmethod
+    def for_config(cls, labeled: np.ndarray, n_train: int, config: Config, seed: int | None = None) -> "HostStream":
+        """The stream of `config`'s batch sizes, augmentation and method views."""
+        return cls(labeled, n_train, config.train.batch_labeled, unlabeled_batch(config), config.augment,
+                   config.train.seed if seed is None else seed, get(config.method.name).view_params)
 
     def _epoch_batch(self, stream: int, step: int, batch: int, pool: int) -> np.ndarray:
         epochs, positions = epoch_positions(step, batch, pool)
@@ -76,10 +84,18 @@ class HostStream:
         labeled = self.labeled[self._epoch_batch(0, step, self.batch_labeled, len(self.labeled))]
         unlabeled = self._epoch_batch(1, step, self.batch_unlabeled, self.n_train)
         flips = rng.random(self.batch_labeled) < 0.5
-        return BatchSpec(
-            labeled=labeled,
-            unlabeled=unlabeled,
-            sup_offsets=rng.integers(0, span, (self.batch_labeled, 2)).astype(np.int32),
-            sup_flips=flips & self.hflip,
-            self_offsets=rng.integers(0, span, (self.batch_unlabeled, 2)).astype(np.int32),
-        )
+        sup_offsets = rng.integers(0, span, (self.batch_labeled, 2)).astype(np.int32)
+        return BatchSpec(labeled=labeled, unlabeled=unlabeled, sup_offsets=sup_offsets, sup_flips=flips & self.hflip,
+                         views=sample_view_params_numpy(rng, self.view_params, self.batch_unlabeled, self.padding))
+
+
+def sample_view_params_numpy(rng: np.random.Generator, params: tuple[ViewParam, ...], n: int,
+                             padding: int) -> dict[str, np.ndarray]:
+    """The numpy twin of the trainers' `sample_views`: one draw per parameter, in declared order."""
+    drawn = {}
+    for param in params:
+        if param.kind == "crop":
+            drawn[param.name] = rng.integers(0, 2 * padding + 1, (n, 2)).astype(np.int32)
+        else:
+            drawn[param.name] = rng.random(n) < 0.5
+    return drawn

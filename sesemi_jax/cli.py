@@ -11,9 +11,11 @@ from sesemi_common import commands
 from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 
+from sesemi_common.methods import ema_decay
+
 from . import checkpoints, loop
 from .convert import WeightsError
-from .methods import make_method
+from .methods import registry
 from .models import init_variables, make_model
 from .optim import make_optimizer
 from .train import create_state, make_eval_logits, predict_logits
@@ -27,11 +29,11 @@ class JaxBackend:
         return loop.fit(config, run_dir, resume=resume, **options)
 
     def classifier(self, run: RunDir, config: Config, num_classes: int) -> commands.Classifier:
-        model = make_model(config.model.backbone, num_classes, make_method(config).num_proxy, config.model.dropout)
+        model = make_model(config.model.backbone, num_classes, registry.get(config.method.name).heads,
+                           config.model.dropout)
         like = create_state(model, init_variables(model, jax.random.PRNGKey(0), config.data.image_size),
-                            make_optimizer(config.optim, config.train.steps), config.train.seed)
-        state = checkpoints.restore(run.checkpoints, like)
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
+                            make_optimizer(config.optim, config.train.steps), config.train.seed, ema_decay(config))
+        variables = loop.eval_variables(checkpoints.restore(run.checkpoints, like), config)
         split = run.read_split()
         eval_logits = make_eval_logits(model)
         return lambda images: predict_logits(eval_logits, variables, images, split["mean"], split["std"],

@@ -16,12 +16,12 @@ import numpy as np
 from sesemi_common.config import Config
 from sesemi_common.experiment import Experiment, prepare
 from sesemi_common import progress
-from sesemi_common.progress import TrainingLog, images_per_step, run_steps
+from sesemi_common.methods import ema_decay, images_per_step
+from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert
+from . import checkpoints, convert, methods
 from .convert import WeightsError
-from .methods import make_method
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
 from .train import (TrainState, accuracy, batch_mesh, check_divisible, create_state, device_data,
@@ -47,7 +47,14 @@ def _initial_state(exp: Experiment, model, tx, initial_variables: dict | None) -
         initial_variables = init_variables(model, key, exp.dataset.train_images.shape[1])
         if config.model.weights:
             initial_variables = load_pretrained(initial_variables, config.model.weights, config.model.backbone)
-    return create_state(model, initial_variables, tx, config.train.seed)
+    return create_state(model, initial_variables, tx, config.train.seed, ema_decay(config))
+
+
+def eval_variables(state: TrainState, config: Config) -> dict:
+    """The variables evaluation uses: the EMA's with `train.eval_ema`, else the model's."""
+    if config.train.eval_ema:
+        return state.ema
+    return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
@@ -59,11 +66,11 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     from PyTorch; `stream(step) -> BatchSpec` replaces the on-device sampling so another
     framework can be fed the very same batches (lockstep parity).
     """
-    method = make_method(config)
+    method = methods.load(config)
     mesh = batch_mesh()
-    check_divisible(config, method.num_proxy, mesh)  # before prepare: a refused run leaves no directory
+    check_divisible(config, mesh)  # before prepare: a refused run leaves no directory
     exp = prepare(config, run_dir, resume=resume, dataset=dataset)
-    model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
+    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout)
     schedule = lr_schedule(config.optim, config.train.steps)
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
     if resume:
@@ -72,14 +79,12 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     eval_logits = make_eval_logits(model)
-    log = TrainingLog(exp.run, config.train.steps, int(state.step),
-                      images_per_step(config.train.batch_labeled, config.train.batch_unlabeled, method.num_proxy),
+    log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
                       exp.steps_per_epoch, show_progress)
 
     def evaluate(state: TrainState) -> float:
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
-        return accuracy(eval_logits, variables, exp.dataset.test_images, exp.dataset.test_labels,
-                        exp.mean, exp.std, config.train.eval_batch_size)
+        return accuracy(eval_logits, eval_variables(state, config), exp.dataset.test_images,
+                        exp.dataset.test_labels, exp.mean, exp.std, config.train.eval_batch_size)
 
     holder = {"state": state}  # the loop's only mutable cell: the state threads through pure steps
 
@@ -98,7 +103,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
             saved_step=checkpoints.latest_step(exp.run.checkpoints))
     finally:
         log.close()
-    summary = progress.summary("jax", method.name, config, len(exp.labeled), exp.dataset.class_names,
+    summary = progress.summary("jax", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
                                time.perf_counter() - started, jax.devices()[0].platform)
     exp.run.write_summary(summary)

@@ -35,3 +35,16 @@ def joint_loss(sup_logits: jax.Array, labels: jax.Array, self_logits: jax.Array 
     else:
         loss_self = cross_entropy(self_logits, self_targets)
     return loss_sup + weight * loss_self, {"loss_sup": loss_sup, "loss_self": loss_self}
+
+
+def softmax_mse(logits: jax.Array, target_logits: jax.Array) -> jax.Array:
+    """Mean over batch and classes of (softmax(logits) - softmax(target_logits))^2: the
+    consistency of the Pi-model and Mean Teacher (Tarvainen and Valpola's `softmax_mse_loss`
+    divided by the batch size)."""
+    return jnp.mean(jnp.square(jax.nn.softmax(logits) - jax.nn.softmax(target_logits)))
+
+
+def entropy(logits: jax.Array) -> jax.Array:
+    """Mean over the batch of the entropy -sum p log p of softmax(logits), in nats."""
+    log_p = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))

@@ -8,6 +8,7 @@ bottom/right only, which would shift every feature map by one pixel against PyTo
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 from typing import Any, Callable
 
@@ -250,47 +251,52 @@ class SupervisedHead(nn.Module):
 
 
 class SesemiNet(nn.Module):
-    """Shared backbone, supervised head (dropout -> linear), self-supervised head (linear).
+    """Shared backbone, supervised head `sup` (dropout -> linear) and a method's extra heads
+    (linear each, `{name}_head`; SESEMI's is `self`).
 
-    Without `joint_forward` the backbone runs twice, supervised batch first: each call
-    normalizes with its own batch statistics and both update the running statistics, in that
-    order. With it, one call on the concatenation. Train mode needs `mutable=['batch_stats']`
-    and, when dropout > 0, an rng named 'dropout'.
+    Called on one or more inputs, it returns one {head name: logits} per input, with the heads
+    `heads[i]` asks of input i (default: the supervised head only). Without `joint_forward`
+    the backbone runs once per input, in order (supervised batch first): each call normalizes
+    with its own batch statistics and all update the running statistics, in that order. With
+    it, one call on the concatenation. Train mode needs `mutable=['batch_stats']` and, when
+    dropout > 0, an rng named 'dropout'.
     """
 
     backbone: str
     num_classes: int
-    num_proxy: int = 0
+    heads: tuple[tuple[str, int], ...] = ()  # extra heads: (name, classes)
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x_sup: jax.Array, x_self: jax.Array | None = None, train: bool = False,
-                 joint_forward: bool = False) -> tuple[jax.Array, jax.Array | None]:
-        if x_self is not None and self.num_proxy == 0:
-            raise ValueError("x_self was given but this SesemiNet has no self-supervised head "
-                             "(num_proxy=0): pass num_proxy > 0 or leave x_self out")
+    def __call__(self, *inputs: jax.Array, heads: tuple[tuple[str, ...], ...] | None = None, train: bool = False,
+                 joint_forward: bool = False) -> tuple[dict[str, jax.Array], ...]:
+        heads = heads or (("sup",),) * len(inputs)
+        modules = {"sup": SupervisedHead(self.num_classes, self.dropout, name="sup_head"),
+                   **{name: nn.Dense(classes, kernel_init=head_kernel_init, name=f"{name}_head")
+                      for name, classes in self.heads}}
+        unknown = {name for wanted in heads for name in wanted} - set(modules)
+        if unknown:
+            raise ValueError(f"this SesemiNet has no head {sorted(unknown)}: its heads are {sorted(modules)}")
         features = make_backbone(self.backbone, name="backbone")
-        sup_head = SupervisedHead(self.num_classes, self.dropout, name="sup_head")
-        self_head = nn.Dense(self.num_proxy, kernel_init=head_kernel_init, name="self_head") \
-            if self.num_proxy else None
-        if x_self is None:
-            return sup_head(features(x_sup, train), train), None
-        if joint_forward:
-            both = features(jnp.concatenate([x_sup, x_self]), train)
-            f_sup, f_self = both[:x_sup.shape[0]], both[x_sup.shape[0]:]
+        if joint_forward and len(inputs) > 1:
+            sizes = [x.shape[0] for x in inputs]
+            joint = features(jnp.concatenate(inputs), train)
+            per_input = jnp.split(joint, list(itertools.accumulate(sizes))[:-1])
         else:
-            f_sup = features(x_sup, train)
-            f_self = features(x_self, train)
-        return sup_head(f_sup, train), self_head(f_self)
+            per_input = [features(x, train) for x in inputs]
+        return tuple({name: modules[name](f, train) if name == "sup" else modules[name](f) for name in wanted}
+                     for f, wanted in zip(per_input, heads))
 
 
-def make_model(backbone: str, num_classes: int, num_proxy: int = 0, dropout: float = 0.0) -> SesemiNet:
+def make_model(backbone: str, num_classes: int, heads: dict[str, int] | None = None,
+               dropout: float = 0.0) -> SesemiNet:
     check_backbone(backbone)  # fail here, with the list of names, rather than at first call
-    if num_classes < 1 or num_proxy < 0:
-        raise ValueError(f"num_classes must be >= 1 and num_proxy >= 0, got {num_classes} and {num_proxy}")
+    heads = dict(heads or {})
+    if num_classes < 1 or any(classes < 1 for classes in heads.values()):
+        raise ValueError(f"num_classes and every head's classes must be >= 1, got {num_classes} and {heads}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return SesemiNet(backbone, num_classes, num_proxy, dropout)
+    return SesemiNet(backbone, num_classes, tuple(heads.items()), dropout)
 
 
 def init_variables(model: SesemiNet, key: jax.Array, image_size: int, channels: int = 3) -> dict:
@@ -302,4 +308,5 @@ def init_variables(model: SesemiNet, key: jax.Array, image_size: int, channels: 
 def _jitted_init(model: SesemiNet, key: jax.Array, image_size: int, channels: int) -> Any:
     # One compiled init per (model, size): compiling the ~60 threefry draws takes seconds on CPU.
     x = jnp.zeros((1, image_size, image_size, channels), jnp.float32)
-    return model.init({"params": key}, x, x if model.num_proxy else None, train=False)
+    every_head = ("sup", *(name for name, _ in model.heads))
+    return model.init({"params": key}, x, heads=(every_head,), train=False)

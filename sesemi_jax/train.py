@@ -5,7 +5,8 @@ unlabeled indices (epoch permutations keyed by `fold_in(rng, step)`), gathering 
 images from the training set that lives on the device, augmentation, the method's views,
 both backbone calls, the loss, its gradient and the optimizer update. Nothing syncs with the
 host; metrics come back as device arrays that the loop fetches every `log_every` steps.
-The trainer knows nothing about SESEMI: the `Method` plug-in supplies views and loss.
+The trainer knows no method: it runs the branches the method's registry entry declares,
+on the views its `apply_views` makes, and differentiates its `loss` (DESIGN.md section 7).
 """
 
 from __future__ import annotations
@@ -22,21 +23,24 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sesemi_common.config import Config, ConfigError
+from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay, unlabeled_batch, view_batch
+from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.sampling import BatchSpec, crop_geometry
 from sesemi_common.stats import normalization_table
 
-from . import losses, transforms
-from .methods import Method
+from . import transforms
+from .methods import LossInputs, Method, sample_views
 
 
 # A pytree, so specs can be drawn inside the jitted step or passed into it from the host.
 jax.tree_util.register_dataclass(BatchSpec, data_fields=[
-    "labeled", "unlabeled", "sup_offsets", "sup_flips", "self_offsets"], meta_fields=[])
+    "labeled", "unlabeled", "sup_offsets", "sup_flips", "views"], meta_fields=[])
 
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
     rng: jax.Array  # base key; every step's keys derive from (rng, step), so resuming is exact
+    ema: Any  # {} or {"params", "batch_stats"}: the exponential moving average of both (the teacher)
 
 
 @struct.dataclass
@@ -55,10 +59,23 @@ def device_data(images: np.ndarray, labels: np.ndarray, labeled: np.ndarray,
                       jnp.asarray(labeled, jnp.int32), jnp.asarray(normalization_table(mean, std)))
 
 
-def create_state(model, variables: dict, tx: optax.GradientTransformation, seed: int) -> TrainState:
-    return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables.get("batch_stats", {}), tx=tx,
-                             rng=jax.random.PRNGKey(seed))
+def create_state(model, variables: dict, tx: optax.GradientTransformation, seed: int,
+                 ema_decay: float = 0.0) -> TrainState:
+    """The state at step 0; with `ema_decay` > 0 its EMA starts as a copy of the variables."""
+    batch_stats = variables.get("batch_stats", {})
+    ema = jax.tree_util.tree_map(jnp.array, {"params": variables["params"], "batch_stats": batch_stats}) \
+        if ema_decay else {}
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], batch_stats=batch_stats, tx=tx,
+                             rng=jax.random.PRNGKey(seed), ema=ema)
+
+
+def update_ema(ema: dict, state: TrainState, decay: float) -> dict:
+    """ema + (1 - decay) (new - ema) for params and BatchNorm running statistics alike (DESIGN.md
+    section 7: averaged, not copied; torch's AveragedModel(use_buffers=True) does the same).
+    optax computes `(1 - d) new + d ema`, torch's lerp `ema + (1 - d)(new - ema)`: the same
+    value, rounded differently (parity_tests/test_ema_parity.py bounds it)."""
+    new = {"params": state.params, "batch_stats": state.batch_stats}
+    return optax.incremental_update(new, ema, step_size=1.0 - decay)
 
 
 def _epoch_batch(key: jax.Array, step: jax.Array, batch: int, pool: int) -> jax.Array:
@@ -70,21 +87,22 @@ def _epoch_batch(key: jax.Array, step: jax.Array, batch: int, pool: int) -> jax.
     return jnp.where(flat // pool == first_epoch, this_perm[flat % pool], next_perm[flat % pool])
 
 
-def sample_spec(key: jax.Array, step: jax.Array, data: DeviceData, config: Config) -> BatchSpec:
+def sample_spec(key: jax.Array, step: jax.Array, data: DeviceData, config: Config,
+                method: Method) -> BatchSpec:
     """The on-device twin of `sesemi_common.sampling.HostStream`."""
-    train = config.train
+    batch_labeled, batch_unlabeled = config.train.batch_labeled, unlabeled_batch(config)
     padding, _ = crop_geometry(config.augment)
     labeled_key, unlabeled_key, aug_key = jax.random.split(key, 3)
     # The walk keys must not depend on the step, or each step would see another permutation.
-    labeled_pos = _epoch_batch(labeled_key, step, train.batch_labeled, data.labeled.shape[0])
-    sup_crop_key, flip_key, self_crop_key = jax.random.split(jax.random.fold_in(aug_key, step), 3)
-    flips = transforms.sample_flip_params(flip_key, train.batch_labeled)
+    labeled_pos = _epoch_batch(labeled_key, step, batch_labeled, data.labeled.shape[0])
+    sup_crop_key, flip_key, views_key = jax.random.split(jax.random.fold_in(aug_key, step), 3)
+    flips = transforms.sample_flip_params(flip_key, batch_labeled)
     return BatchSpec(
         labeled=data.labeled[labeled_pos],
-        unlabeled=_epoch_batch(unlabeled_key, step, train.batch_unlabeled, data.images.shape[0]),
-        sup_offsets=transforms.sample_crop_params(sup_crop_key, train.batch_labeled, padding),
+        unlabeled=_epoch_batch(unlabeled_key, step, batch_unlabeled, data.images.shape[0]),
+        sup_offsets=transforms.sample_crop_params(sup_crop_key, batch_labeled, padding),
         sup_flips=flips & config.augment.hflip,
-        self_offsets=transforms.sample_crop_params(self_crop_key, train.batch_unlabeled, padding),
+        views=sample_views(views_key, method.spec.view_params, batch_unlabeled, padding),
     )
 
 
@@ -94,10 +112,12 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
     return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
 
 
-def check_divisible(config: Config, num_proxy: int, mesh: Mesh | None) -> None:
+def check_divisible(config: Config, mesh: Mesh | None) -> None:
     n = 1 if mesh is None else mesh.size
-    for name, size in (("train.batch_labeled", config.train.batch_labeled),
-                       ("train.batch_unlabeled * proxy views", config.train.batch_unlabeled * num_proxy)):
+    sizes = [("train.batch_labeled", config.train.batch_labeled)]
+    if view_batch(config):
+        sizes.append(("each view batch (train.batch_unlabeled x views per image)", view_batch(config)))
+    for name, size in sizes:
         if size % n:
             raise ConfigError(f"{name} ({size}) must be divisible by the {n} devices the batch is split over")
 
@@ -110,33 +130,56 @@ def _split_batch(x: jax.Array | None, mesh: Mesh | None) -> jax.Array | None:
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
 
 
-def _model_inputs(key: jax.Array, data: DeviceData, spec: BatchSpec, method: Method, config: Config):
+def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Config):
+    """(normalized labeled batch, {view name: normalized views}, the method's targets)."""
     padding, mode = crop_geometry(config.augment)
     sup = transforms.apply_crop(data.images[spec.labeled], spec.sup_offsets, padding, mode)
     x_sup = transforms.lookup_normalized(transforms.apply_hflip(sup, spec.sup_flips), data.norm_table)
-    if method.num_proxy == 0:
-        return x_sup, None, None
-    unlabeled = transforms.apply_crop(data.images[spec.unlabeled], spec.self_offsets, padding, mode)
-    views, targets = method.make_views(key, unlabeled)
-    return x_sup, transforms.lookup_normalized(views, data.norm_table), targets
+    if not method.spec.views_per_image:
+        return x_sup, {}, {}
+    views, targets = method.apply_views(data.images[spec.unlabeled], spec.views, config)
+    return x_sup, {name: transforms.lookup_normalized(v, data.norm_table) for name, v in views.items()}, targets
+
+
+def _student_forward(state: TrainState, params, x_sup, views, method: Method, config: Config, dropout_key):
+    """The labeled batch and every non-teacher branch, in one backbone call with
+    `joint_forward`, else one call each in order: (sup logits, {branch: heads}, batch_stats)."""
+    branches = [b for b in method.spec.branches if b.mode != TEACHER]
+    outputs, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, x_sup, *(views[b.view] for b in branches),
+        heads=(("sup",), *(b.heads for b in branches)), train=True, joint_forward=config.model.joint_forward,
+        mutable=["batch_stats"], rngs={"dropout": dropout_key})
+    by_branch = {b.name: jax.lax.stop_gradient(out) if b.mode == STOP_GRADIENT else out
+                 for b, out in zip(branches, outputs[1:])}
+    return outputs[0]["sup"], by_branch, updates["batch_stats"]
+
+
+def _teacher_forward(state: TrainState, views, method: Method, dropout_key) -> dict:
+    """Teacher branches: the EMA variables in train mode (batch statistics, dropout), under
+    stop-gradient; their running-statistics updates are dropped (the EMA owns those)."""
+    outputs = {}
+    for i, branch in enumerate(b for b in method.spec.branches if b.mode == TEACHER):
+        (out,), _ = state.apply_fn(state.ema, views[branch.view], heads=(branch.heads,), train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": jax.random.fold_in(dropout_key, i + 1)})
+        outputs[branch.name] = jax.lax.stop_gradient(out)
+    return outputs
 
 
 def loss_and_grads(state: TrainState, data: DeviceData, spec: BatchSpec, *, method: Method,
                    config: Config, mesh: Mesh | None = None) -> tuple[jax.Array, Any, Any, dict, jax.Array]:
     """(loss, grads, new batch_stats, loss terms, supervised logits) of the batch `spec` describes."""
     step_key = jax.random.fold_in(jax.random.split(state.rng)[0], state.step)
-    views_key, dropout_key = jax.random.split(step_key)
-    x_sup, x_self, self_targets = (_split_batch(x, mesh) for x in _model_inputs(views_key, data, spec, method, config))
-    labels = _split_batch(data.labels[spec.labeled], mesh)
-    weight = config.method.self_weight * losses.sigmoid_rampup(state.step, config.method.rampup_steps)
+    _, dropout_key = jax.random.split(step_key)
+    x_sup, views, targets = model_inputs(data, spec, method, config)
+    x_sup, labels = _split_batch(x_sup, mesh), _split_batch(data.labels[spec.labeled], mesh)
+    views = {name: _split_batch(v, mesh) for name, v in views.items()}
+    teacher = _teacher_forward(state, views, method, dropout_key)
+    knobs = method_knobs(config)
 
     def loss_fn(params):
-        (sup_logits, self_logits), updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats}, x_sup, x_self, train=True,
-            joint_forward=config.model.joint_forward, mutable=["batch_stats"],
-            rngs={"dropout": dropout_key})
-        total, terms = method.loss(sup_logits, labels, self_logits, self_targets, weight)
-        return total, (updates["batch_stats"], terms, sup_logits)
+        sup_logits, outputs, batch_stats = _student_forward(state, params, x_sup, views, method, config, dropout_key)
+        total, terms = method.loss(LossInputs(sup_logits, labels, {**outputs, **teacher}, targets, state.step, knobs))
+        return total, (batch_stats, terms, sup_logits)
 
     (loss, (batch_stats, terms, sup_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     return loss, grads, batch_stats, terms, sup_logits
@@ -150,13 +193,17 @@ def train_step_on_spec(state: TrainState, data: DeviceData, spec: BatchSpec, *, 
     labels = data.labels[spec.labeled]
     metrics = {"loss": loss, **terms, "lr": schedule(state.step),
                "train_accuracy": jnp.mean(jnp.argmax(sup_logits, -1) == labels)}
-    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    decay = ema_decay(config)
+    if decay:
+        new_state = new_state.replace(ema=update_ema(state.ema, new_state, decay))
+    return new_state, metrics
 
 
 def train_step(state: TrainState, data: DeviceData, *, method: Method, config: Config,
                schedule: optax.Schedule, mesh: Mesh | None = None) -> tuple[TrainState, dict]:
     """One step that draws its own batch on the device (the normal path)."""
-    spec = sample_spec(jax.random.split(state.rng)[1], state.step, data, config)
+    spec = sample_spec(jax.random.split(state.rng)[1], state.step, data, config, method)
     return train_step_on_spec(state, data, spec, method=method, config=config, schedule=schedule, mesh=mesh)
 
 
@@ -184,8 +231,8 @@ def compiler_options() -> dict[str, str]:
 def make_eval_logits(model) -> Callable:
     @jax.jit
     def eval_logits(variables, images, norm_table):
-        sup_logits, _ = model.apply(variables, transforms.lookup_normalized(images, norm_table), train=False)
-        return sup_logits
+        (outputs,) = model.apply(variables, transforms.lookup_normalized(images, norm_table), train=False)
+        return outputs["sup"]
     return eval_logits
 
 

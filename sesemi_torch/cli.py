@@ -14,7 +14,7 @@ from sesemi_common.runs import RunDir
 
 from . import checkpoints, loop
 from .convert import WeightsError
-from .methods import make_method
+from .methods import registry
 from .models import make_model
 from .train import predict_logits
 
@@ -27,11 +27,18 @@ class TorchBackend:
         return loop.fit(config, run_dir, resume=resume, **options)
 
     def classifier(self, run: RunDir, config: Config, num_classes: int) -> commands.Classifier:
-        model = make_model(config.model.backbone, num_classes, make_method(config).num_proxy, config.model.dropout)
-        model.load_state_dict(checkpoints.restore(run.checkpoints)["model"])
+        model = make_model(config.model.backbone, num_classes, registry.get(config.method.name).heads,
+                           config.model.dropout)
+        saved = checkpoints.restore(run.checkpoints)
+        model.load_state_dict(ema_weights(saved["ema"]) if config.train.eval_ema else saved["model"])
         split = run.read_split()
         mean, std = torch.as_tensor(split["mean"]), torch.as_tensor(split["std"])
         return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size)
+
+
+def ema_weights(ema_state_dict: dict) -> dict:
+    """The model's state dict inside an `AveragedModel`'s (its `module.` entries)."""
+    return {k.removeprefix("module."): v for k, v in ema_state_dict.items() if k.startswith("module.")}
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:

@@ -15,9 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sesemi_common.config import Config
+from sesemi_common.methods import get, unlabeled_batch
 from sesemi_common.sampling import BatchSpec, check_batch_sizes, crop_geometry, epoch_positions
 
 from . import transforms
+from .methods import sample_views
 
 
 def _generator(*seed_parts: int) -> torch.Generator:
@@ -36,25 +38,25 @@ class SpecSampler(Sampler):
     """Batch specs for steps `start_step ... total_steps - 1`, drawn with torch generators."""
 
     def __init__(self, labeled: np.ndarray, n_train: int, config: Config, start_step: int = 0):
-        train = config.train
-        check_batch_sizes(train.batch_labeled, train.batch_unlabeled, len(labeled), n_train)
+        check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled), n_train)
         self.labeled = torch.as_tensor(labeled, dtype=torch.int64)
         self.n_train = n_train
         self.config = config
         self.start_step = start_step
 
     def spec(self, step: int) -> BatchSpec:
-        train, seed = self.config.train, self.config.train.seed
-        padding, _ = crop_geometry(self.config.augment)
+        config, seed = self.config, self.config.train.seed
+        batch_labeled, batch_unlabeled = config.train.batch_labeled, unlabeled_batch(config)
+        padding, _ = crop_geometry(config.augment)
         generator = _generator(seed, 2, step)
-        sup_offsets = transforms.sample_crop_params(generator, train.batch_labeled, padding)
-        flips = transforms.sample_flip_params(generator, train.batch_labeled) & self.config.augment.hflip
-        self_offsets = transforms.sample_crop_params(generator, train.batch_unlabeled, padding)
+        sup_offsets = transforms.sample_crop_params(generator, batch_labeled, padding)
+        flips = transforms.sample_flip_params(generator, batch_labeled) & config.augment.hflip
+        views = sample_views(generator, get(config.method.name).view_params, batch_unlabeled, padding)
         return BatchSpec(
-            labeled=self.labeled[_epoch_batch(seed, 0, step, train.batch_labeled, len(self.labeled))].numpy(),
-            unlabeled=_epoch_batch(seed, 1, step, train.batch_unlabeled, self.n_train).numpy(),
+            labeled=self.labeled[_epoch_batch(seed, 0, step, batch_labeled, len(self.labeled))].numpy(),
+            unlabeled=_epoch_batch(seed, 1, step, batch_unlabeled, self.n_train).numpy(),
             sup_offsets=np.asarray(sup_offsets), sup_flips=np.asarray(flips),
-            self_offsets=np.asarray(self_offsets))
+            views={name: np.asarray(v) for name, v in views.items()})
 
     def __iter__(self) -> Iterator[BatchSpec]:
         return (self.spec(step) for step in range(self.start_step, self.config.train.steps))
@@ -76,10 +78,16 @@ class SpecBatches(Dataset):
         return {"sup_images": self.images[labeled], "labels": self.labels[labeled],
                 "unlabeled_images": self.images[unlabeled],
                 "sup_offsets": torch.as_tensor(spec.sup_offsets), "sup_flips": torch.as_tensor(spec.sup_flips),
-                "self_offsets": torch.as_tensor(spec.self_offsets)}
+                "views": {name: torch.as_tensor(v) for name, v in spec.views.items()}}
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    """The step's tensors (nested dicts of them too) on `device`."""
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True)
+            for k, v in batch.items()}
 
 
 def batch_loader(images_nhwc: np.ndarray, labels: np.ndarray, specs: Sampler | Sequence[BatchSpec]) -> DataLoader:

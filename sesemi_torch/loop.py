@@ -14,15 +14,15 @@ import torch
 from sesemi_common.config import Config, ConfigError
 from sesemi_common.experiment import prepare
 from sesemi_common import progress
-from sesemi_common.progress import TrainingLog, images_per_step, run_steps
+from sesemi_common.methods import images_per_step
+from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert
-from .data import SpecSampler, batch_loader
-from .methods import make_method
+from . import checkpoints, convert, methods
+from .data import SpecSampler, batch_loader, to_device
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
-from .train import accuracy, train_step
+from .train import accuracy, make_ema, train_step
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
@@ -54,9 +54,9 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     """
     device = resolve_device(device)
     exp = prepare(config, run_dir, resume=resume, dataset=dataset)
-    method = make_method(config)
+    method = methods.load(config)
     torch.manual_seed(config.train.seed)
-    model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
+    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout)
     if initial_state_dict is not None:
         model.load_state_dict(initial_state_dict)
     elif config.model.weights:
@@ -66,10 +66,13 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.optim)
     scheduler = make_scheduler(optimizer, config.optim, config.train.steps)
+    ema = make_ema(model, config)
     start = 0
     if resume:
         saved = checkpoints.restore(exp.run.checkpoints)
         model.load_state_dict(saved["model"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
@@ -79,22 +82,21 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
     loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs)
-    log = TrainingLog(exp.run, config.train.steps, start,
-                      images_per_step(config.train.batch_labeled, config.train.batch_unlabeled, method.num_proxy),
-                      exp.steps_per_epoch, show_progress)
+    log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch, show_progress)
 
     def evaluate() -> float:
-        return accuracy(model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
+        return accuracy(ema.module if config.train.eval_ema else model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
                         config.train.eval_batch_size, device)
 
     def save(done: int) -> None:
         checkpoints.save(exp.run.checkpoints, done, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done})
+            "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done,
+            **({"ema": ema.state_dict()} if ema is not None else {})})
 
     def step_fn(step: int, batch: dict) -> dict:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        return train_step(model, optimizer, scheduler, batch, step, method, config, mean, std, channels_last)
+        return train_step(model, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
+                          channels_last, ema)
 
     started = time.perf_counter()
     try:
@@ -103,7 +105,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
             save=save, saved_step=checkpoints.latest_step(exp.run.checkpoints))
     finally:
         log.close()
-    summary = progress.summary("torch", method.name, config, len(exp.labeled), exp.dataset.class_names,
+    summary = progress.summary("torch", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
                                time.perf_counter() - started, str(device))
     exp.run.write_summary(summary)

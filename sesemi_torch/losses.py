@@ -35,3 +35,16 @@ def joint_loss(sup_logits: torch.Tensor, labels: torch.Tensor, self_logits: torc
     else:
         loss_self = cross_entropy(self_logits, self_targets)
     return loss_sup + weight * loss_self, {"loss_sup": loss_sup, "loss_self": loss_self}
+
+
+def softmax_mse(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over batch and classes of (softmax(logits) - softmax(target_logits))^2: the
+    consistency of the Pi-model and Mean Teacher (Tarvainen and Valpola's `softmax_mse_loss`
+    divided by the batch size)."""
+    return F.mse_loss(logits.softmax(-1), target_logits.softmax(-1))
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the entropy -sum p log p of softmax(logits), in nats."""
+    log_p = logits.log_softmax(-1)
+    return -(log_p.exp() * log_p).sum(-1).mean()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -152,40 +153,46 @@ def make_backbone(backbone: str) -> nn.Module:
 
 
 class SesemiNet(nn.Module):
-    """Shared backbone, supervised head (dropout -> linear), self-supervised head (linear).
+    """Shared backbone, supervised head `sup` (dropout -> linear) and a method's extra heads
+    (linear each, `{name}_head`; SESEMI's is `self`).
 
-    Train/eval is the module's mode (`model.train()`, `model.eval()`). Without
-    `joint_forward` the backbone runs twice, supervised batch first: each call normalizes with
-    its own batch statistics and both update the running statistics, in that order.
+    Called on one or more inputs, it returns one {head name: logits} per input, with the heads
+    `heads[i]` asks of input i (default: the supervised head only). Train/eval is the module's
+    mode (`model.train()`, `model.eval()`). Without `joint_forward` the backbone runs once per
+    input, in order (supervised batch first): each call normalizes with its own batch
+    statistics and all update the running statistics, in that order. With it, one call on the
+    concatenation.
     """
 
-    def __init__(self, backbone: str, num_classes: int, num_proxy: int = 0, dropout: float = 0.0):
+    def __init__(self, backbone: str, num_classes: int, heads: dict[str, int] | None = None, dropout: float = 0.0):
         super().__init__()
         self.backbone = make_backbone(backbone)
         features = self.backbone.out_features
         self.sup_head = nn.Sequential(OrderedDict(
             dropout=nn.Dropout(dropout), linear=head_init_(nn.Linear(features, num_classes))))
-        self.self_head = head_init_(nn.Linear(features, num_proxy)) if num_proxy else None
+        self.head_names = ("sup", *(heads or {}))
+        for name, classes in (heads or {}).items():
+            setattr(self, f"{name}_head", head_init_(nn.Linear(features, classes)))
 
-    def forward(self, x_sup: torch.Tensor, x_self: torch.Tensor | None = None,
-                joint_forward: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if x_self is not None and self.self_head is None:
-            raise ValueError("x_self was given but this SesemiNet has no self-supervised head "
-                             "(num_proxy=0): pass num_proxy > 0 or leave x_self out")
-        if x_self is None:
-            return self.sup_head(self.backbone(x_sup)), None
-        if joint_forward:
-            f_sup, f_self = self.backbone(torch.cat([x_sup, x_self])).split([len(x_sup), len(x_self)])
+    def forward(self, *inputs: torch.Tensor, heads: Sequence[Sequence[str]] | None = None,
+                joint_forward: bool = False) -> tuple[dict[str, torch.Tensor], ...]:
+        heads = heads or (("sup",),) * len(inputs)
+        unknown = {name for wanted in heads for name in wanted} - set(self.head_names)
+        if unknown:
+            raise ValueError(f"this SesemiNet has no head {sorted(unknown)}: its heads are {sorted(self.head_names)}")
+        if joint_forward and len(inputs) > 1:
+            per_input = self.backbone(torch.cat(inputs)).split([len(x) for x in inputs])
         else:
-            f_sup = self.backbone(x_sup)
-            f_self = self.backbone(x_self)
-        return self.sup_head(f_sup), self.self_head(f_self)
+            per_input = [self.backbone(x) for x in inputs]
+        return tuple({name: getattr(self, f"{name}_head")(f) for name in wanted}
+                     for f, wanted in zip(per_input, heads))
 
 
-def make_model(backbone: str, num_classes: int, num_proxy: int = 0, dropout: float = 0.0) -> SesemiNet:
+def make_model(backbone: str, num_classes: int, heads: dict[str, int] | None = None,
+               dropout: float = 0.0) -> SesemiNet:
     check_backbone(backbone)
-    if num_classes < 1 or num_proxy < 0:
-        raise ValueError(f"num_classes must be >= 1 and num_proxy >= 0, got {num_classes} and {num_proxy}")
+    if num_classes < 1 or any(classes < 1 for classes in (heads or {}).values()):
+        raise ValueError(f"num_classes and every head's classes must be >= 1, got {num_classes} and {heads}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return SesemiNet(backbone, num_classes, num_proxy, dropout)
+    return SesemiNet(backbone, num_classes, heads, dropout)

@@ -1,58 +1,108 @@
-"""One SESEMI optimizer step in PyTorch, the readable twin of sesemi_jax/train.py.
+"""One optimizer step in PyTorch, the readable twin of sesemi_jax/train.py.
 
 The step augments the batch the loader delivered (uint8 NCHW plus the sampled transform
-parameters), builds the method's views, runs the two backbone calls, and updates the model.
-The trainer knows nothing about SESEMI: the `Method` plug-in supplies views and loss.
+parameters), builds the method's views, runs the backbone calls, updates the model and its EMA.
+The trainer knows no method: it runs the branches the method's registry entry declares,
+on the views its `apply_views` makes, and differentiates its `loss` (DESIGN.md section 7).
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sesemi_common.config import Config
+from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay
+from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.sampling import crop_geometry
 
-from . import losses, transforms
-from .methods import Method
+from . import transforms
+from .methods import LossInputs, Method
 
 
-def model_inputs(batch: dict[str, torch.Tensor], method: Method, config: Config, mean: torch.Tensor,
-                 std: torch.Tensor, generator: torch.Generator | None = None):
-    """(x_sup, x_self or None, self targets or None) as normalized float32 NCHW tensors."""
+def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor):
+    """(normalized labeled batch, {view name: normalized views}, the method's targets), float32 NCHW."""
     padding, mode = crop_geometry(config.augment)
     sup = transforms.apply_crop(batch["sup_images"], batch["sup_offsets"], padding, mode)
     x_sup = transforms.normalize(transforms.apply_hflip(sup, batch["sup_flips"]), mean, std)
-    if method.num_proxy == 0:
-        return x_sup, None, None
-    unlabeled = transforms.apply_crop(batch["unlabeled_images"], batch["self_offsets"], padding, mode)
-    views, targets = method.make_views(generator, unlabeled)
-    return x_sup, transforms.normalize(views, mean, std), targets
+    if not method.spec.views_per_image:
+        return x_sup, {}, {}
+    views, targets = method.apply_views(batch["unlabeled_images"], batch["views"], config)
+    return x_sup, {name: transforms.normalize(v, mean, std) for name, v in views.items()}, targets
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict[str, torch.Tensor],
+def make_ema(model: nn.Module, config: Config) -> AveragedModel | None:
+    """The EMA of params and BatchNorm buffers (averaged, like the JAX state's), starting as a
+    copy of `model`; None when no EMA is kept."""
+    decay = ema_decay(config)
+    if not decay:
+        return None
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies: the EMA starts at the initial weights
+    return ema
+
+
+@contextlib.contextmanager
+def frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """BatchNorm in train mode that leaves its running statistics as they are: momentum 0
+    makes `(1 - m) running + m batch` exactly `running`. The teacher's own forwards must not
+    move the EMA's statistics (the JAX step drops those updates)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+
+
+@torch.no_grad()
+def teacher_forward(ema: AveragedModel | None, views: dict, method: Method) -> dict:
+    """Teacher branches: the EMA model in train mode (batch statistics, dropout), no gradient."""
+    outputs = {}
+    for branch in (b for b in method.spec.branches if b.mode == TEACHER):
+        ema.module.train()
+        with frozen_running_stats(ema.module):
+            (outputs[branch.name],) = ema.module(views[branch.view], heads=(branch.heads,))
+    return outputs
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict,
                step: int, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
-               channels_last: bool = False) -> dict[str, torch.Tensor]:
+               channels_last: bool = False, ema: AveragedModel | None = None) -> dict[str, torch.Tensor]:
     """One optimizer step; returns detached metrics (the loop fetches them every log_every steps)."""
     model.train()
-    x_sup, x_self, self_targets = model_inputs(batch, method, config, mean, std)
+    x_sup, views, targets = model_inputs(batch, method, config, mean, std)
     dtype = next(model.parameters()).dtype  # a float64 model (parity tests) computes in float64
-    x_sup, x_self = x_sup.to(dtype), None if x_self is None else x_self.to(dtype)
-    if channels_last:
-        x_sup = x_sup.contiguous(memory_format=torch.channels_last)
-        x_self = None if x_self is None else x_self.contiguous(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x_sup = x_sup.to(dtype).contiguous(memory_format=memory_format)
+    views = {name: v.to(dtype).contiguous(memory_format=memory_format) for name, v in views.items()}
     labels = batch["labels"]
-    weight = config.method.self_weight * losses.sigmoid_rampup(step, config.method.rampup_steps)
-    sup_logits, self_logits = model(x_sup, x_self, joint_forward=config.model.joint_forward)
-    total, terms = method.loss(sup_logits, labels, self_logits, self_targets, weight)
+    branches = [b for b in method.spec.branches if b.mode != TEACHER]
+    outputs = model(x_sup, *(views[b.view] for b in branches), heads=(("sup",), *(b.heads for b in branches)),
+                    joint_forward=config.model.joint_forward)
+    by_branch = {b.name: {h: v.detach() for h, v in out.items()} if b.mode == STOP_GRADIENT else out
+                 for b, out in zip(branches, outputs[1:])}
+    teacher = teacher_forward(ema, views, method)
+    sup_logits = outputs[0]["sup"]
+    total, terms = method.loss(LossInputs(sup_logits, labels, {**by_branch, **teacher}, targets, step,
+                                          method_knobs(config)))
     lr = scheduler.get_last_lr()[0]
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
     scheduler.step()
+    if ema is not None:
+        ema.update_parameters(model)
     train_accuracy = (sup_logits.argmax(-1) == labels).float().mean()
-    return {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
+    return {"loss": total.detach(), **{k: torch.as_tensor(v).detach() for k, v in terms.items()},
             "lr": torch.tensor(lr), "train_accuracy": train_accuracy.detach()}
 
 
@@ -64,8 +114,8 @@ def predict_logits(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor
     outputs = []
     for start in range(0, len(images_nhwc), batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(images_nhwc[start:start + batch_size])).permute(0, 3, 1, 2)
-        sup_logits, _ = model(transforms.normalize(chunk.to(device), mean, std))
-        outputs.append(sup_logits.float().cpu().numpy())
+        (logits,) = model(transforms.normalize(chunk.to(device), mean, std))
+        outputs.append(logits["sup"].float().cpu().numpy())
     return np.concatenate(outputs)
 
 

@@ -27,9 +27,10 @@ def _logged_steps(run_dir: Path) -> int:
     return max((json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()), default=0)
 
 
-def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int, timeout: float = 300) -> None:
+def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int, timeout: float = 300,
+                            overrides: tuple[str, ...] = ()) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(train_command(cli_module, run_dir), env=env,
+    process = subprocess.Popen(train_command(cli_module, run_dir, *overrides), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while _logged_steps(run_dir) < kill_after_step:
@@ -47,8 +48,9 @@ def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int
                    stdout=subprocess.DEVNULL, timeout=timeout)
 
 
-def run_uninterrupted(cli_module: str, run_dir: Path, timeout: float = 300) -> None:
-    subprocess.run(train_command(cli_module, run_dir), check=True, stdout=subprocess.DEVNULL, timeout=timeout)
+def run_uninterrupted(cli_module: str, run_dir: Path, timeout: float = 300, overrides: tuple[str, ...] = ()) -> None:
+    subprocess.run(train_command(cli_module, run_dir, *overrides), check=True, stdout=subprocess.DEVNULL,
+                   timeout=timeout)
 
 
 def comparable_metrics(run_dir: Path) -> list[dict]:

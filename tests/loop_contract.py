@@ -13,6 +13,16 @@ def tiny(*overrides):
     return apply_overrides(Config(), [*TINY, *overrides])
 
 
+# Every method beside SESEMI, each with the terms it logs; mean_teacher also trains an EMA
+# teacher and evaluates with it.
+METHODS = {
+    "pi_model": (("method.name=pi_model",), {"loss_sup", "loss_consistency", "consistency_weight"}),
+    "mean_teacher": (("method.name=mean_teacher", "train.eval_ema=true"),
+                     {"loss_sup", "loss_consistency", "consistency_weight"}),
+    "entmin": (("method.name=entmin",), {"loss_sup", "loss_entropy"}),
+}
+
+
 @pytest.mark.slow
 class LoopContract:
     fit = None  # the framework's loop.fit
@@ -53,6 +63,30 @@ class LoopContract:
             logits = self.backend.classifier(run, config, 10)(np.zeros((2, 16, 16, 3), np.uint8))
             assert np.isfinite(logits).all()
 
+
+    @pytest.mark.parametrize("method", METHODS)
+    def test_every_method_writes_its_run_and_stops_on_nan(self, tmp_path, method):
+        overrides, terms = METHODS[method]
+        summary = self.fit(tiny("train.steps=8", "train.eval_every=8", "train.checkpoint_every=8", *overrides),
+                           tmp_path / "run", show_progress=False)
+        losses = [m for m in RunDir(tmp_path / "run").read_metrics() if "loss" in m]
+        assert [m["step"] for m in losses] == [4, 8] and set(losses[-1]) >= terms
+        assert summary["method"] == method and 0.0 <= summary["final_test_accuracy"] <= 1.0
+        with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
+            self.fit(tiny("optim.lr=1e30", "optim.schedule=constant", *overrides), tmp_path / "nan",
+                     show_progress=False)
+
+    @pytest.mark.parametrize("method", ["mean_teacher", "pi_model"])
+    def test_every_method_resumes_exactly(self, tmp_path, method):
+        overrides = METHODS[method][0]
+        run_uninterrupted(self.cli_module, tmp_path / "straight", overrides=overrides)
+        run_killed_then_resumed(self.cli_module, tmp_path / "killed", kill_after_step=12, overrides=overrides)
+        assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
+        images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+        config = RunDir(tmp_path / "straight").read_config()
+        straight = self.backend.classifier(RunDir(tmp_path / "straight"), config, 10)(images)
+        killed = self.backend.classifier(RunDir(tmp_path / "killed"), config, 10)(images)
+        np.testing.assert_array_equal(killed, straight)  # with eval_ema: the EMA was saved and resumed exactly
 
     def test_sigkill_then_resume_is_exact(self, tmp_path):
         run_uninterrupted(self.cli_module, tmp_path / "straight")

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from sesemi_common.config import Config, ConfigError, apply_overrides, proxy_classes
+from sesemi_common.config import Config, ConfigError, apply_overrides, valid_keys
+from sesemi_common.methods import ema_decay, get, unlabeled_batch
 
 
 def test_defaults_follow_the_paper():
@@ -10,16 +11,16 @@ def test_defaults_follow_the_paper():
     assert (config.train.batch_labeled, config.train.batch_unlabeled) == (96, 16)
     assert (config.optim.lr, config.optim.momentum, config.optim.nesterov) == (0.05, 0.9, True)
     assert (config.optim.weight_decay, config.optim.schedule, config.optim.poly_power) == (5e-4, "poly", 0.5)
-    assert (config.method.self_weight, config.model.dropout, config.model.joint_forward) == (1.0, 0.0, False)
-    assert proxy_classes(config) == 6
+    assert (config.method.sesemi.weight, config.model.dropout, config.model.joint_forward) == (1.0, 0.0, False)
+    assert get(config.method.name).heads == {"self": 6}
 
 
 def test_overrides_parse_to_the_field_type():
     config = apply_overrides(Config(), ["optim.lr=0.1", "train.steps=3e3", "model.joint_forward=true",
-                                        "method.proxy=rotation"])
+                                        "method.name=rotation", "method.rotation.rampup_steps=100"])
     assert config.optim.lr == 0.1 and config.train.steps == 3000 and config.model.joint_forward is True
-    assert proxy_classes(config) == 4
-    assert proxy_classes(apply_overrides(Config(), ["method.name=supervised"])) == 0
+    assert get(config.method.name).heads == {"self": 4} and config.method.rotation.rampup_steps == 100
+    assert config.method.sesemi.rampup_steps == 0  # each method has its own knobs
     assert Config().optim.lr == 0.05  # overrides never touch the defaults
 
 
@@ -59,3 +60,38 @@ def test_bad_config_files(tmp_path):
     (tmp_path / "typo.json").write_text(json.dumps({"train": {"step": 10}}))
     with pytest.raises(ConfigError, match="unknown config key 'train.step'; did you mean 'train.steps'"):
         Config.load(tmp_path / "typo.json")
+
+
+def test_method_knobs_are_nested_and_typos_get_a_hint():
+    config = apply_overrides(Config(), ["method.name=mean_teacher", "method.mean_teacher.weight=3"])
+    assert config.method.mean_teacher.weight == 3.0 and config.method.pi_model.weight == 10.0
+    assert "method.mean_teacher.rampup_steps" in valid_keys()
+    with pytest.raises(ConfigError, match="did you mean 'method.mean_teacher.weight'"):
+        apply_overrides(Config(), ["method.mean_teacher.weigth=1"])
+    with pytest.raises(ConfigError, match="did you mean 'method.sesemi.weight'"):
+        apply_overrides(Config(), ["method.sesemi.wieght=1"])
+    with pytest.raises(ConfigError, match="config key 'method.pi_model.weight' must be zero or positive"):
+        apply_overrides(Config(), ["method.pi_model.weight=-1"])
+
+
+def test_supervised_alone_is_the_baseline_and_rotation_has_one_spelling():
+    config = apply_overrides(Config(), ["method.name=supervised"])
+    assert unlabeled_batch(config) == 0  # train.batch_unlabeled (16) is not drawn
+    with pytest.raises(ConfigError, match="unknown config key 'method.proxy'"):
+        apply_overrides(Config(), ["method.proxy=rotation"])
+
+
+def test_config_files_of_earlier_runs_load_with_todays_keys():
+    old = Config.from_dict({"method": {"name": "sesemi", "proxy": "rotation", "self_weight": 0.5, "rampup_steps": 7}})
+    assert old.method.name == "rotation"
+    assert (old.method.rotation.weight, old.method.rotation.rampup_steps) == (0.5, 7)
+
+
+def test_ema_decay_in_force():
+    assert ema_decay(Config()) == 0.0
+    assert ema_decay(apply_overrides(Config(), ["method.name=mean_teacher"])) == 0.999  # a teacher needs one
+    assert ema_decay(apply_overrides(Config(), ["method.name=mean_teacher", "train.ema_decay=0.99"])) == 0.99
+    with pytest.raises(ConfigError, match="train.eval_ema needs an EMA"):
+        apply_overrides(Config(), ["train.eval_ema=true"])
+    with pytest.raises(ConfigError, match=r"train.ema_decay' must be in \[0, 1\)"):
+        apply_overrides(Config(), ["train.ema_decay=1"])

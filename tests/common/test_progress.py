@@ -3,14 +3,17 @@ import json
 import pytest
 
 from sesemi_common.config import TrainConfig
-from sesemi_common.progress import NonFiniteLossError, TrainingLog, first_non_finite, images_per_step, run_steps
+from sesemi_common.config import Config, apply_overrides
+from sesemi_common.methods import images_per_step
+from sesemi_common.progress import NonFiniteLossError, TrainingLog, first_non_finite, run_steps
 from sesemi_common.runs import RunDir
 
 
 def test_images_per_step_counts_every_view():
-    assert images_per_step(96, 16, 6) == 192
-    assert images_per_step(64, 16, 4) == 128
-    assert images_per_step(96, 16, 0) == 96
+    assert images_per_step(Config()) == 192
+    assert images_per_step(apply_overrides(Config(), ["method.name=rotation", "train.batch_labeled=64"])) == 128
+    assert images_per_step(apply_overrides(Config(), ["method.name=supervised"])) == 96  # no unlabeled batch
+    assert images_per_step(apply_overrides(Config(), ["method.name=pi_model"])) == 96 + 16 * 2
 
 
 def test_first_non_finite():

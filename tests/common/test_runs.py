@@ -15,7 +15,7 @@ def test_creates_the_folder_and_checkpoints(tmp_path):
 
 def test_config_round_trip(tmp_path):
     config = apply_overrides(Config(), ["optim.lr=0.125", "data.dataset=cifar10", "train.steps=321",
-                                        "model.joint_forward=true", "method.proxy=rotation"])
+                                        "model.joint_forward=true", "method.name=rotation"])
     run = RunDir(tmp_path)
     run.write_config(config)
     assert run.has_run()

@@ -35,14 +35,15 @@ def test_unlabeled_pool_is_every_training_image():
 
 def test_spec_is_a_pure_function_of_seed_and_step():
     a, b = stream()(7), stream()(7)
-    for field in ("labeled", "unlabeled", "sup_offsets", "sup_flips", "self_offsets"):
+    for field in ("labeled", "unlabeled", "sup_offsets", "sup_flips"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(a.views["offsets"], b.views["offsets"])
 
 
 def test_offsets_within_padding_and_flips_switch_off():
     spec = stream(bl=20, translate=2, hflip=False)(0)
     assert spec.sup_offsets.min() >= 0 and spec.sup_offsets.max() <= 4
-    assert spec.sup_offsets.shape == (20, 2) and spec.self_offsets.shape == (4, 2)
+    assert spec.sup_offsets.shape == (20, 2) and spec.views["offsets"].shape == (4, 2)
     assert not spec.sup_flips.any()
     flips = np.concatenate([stream(bl=20)(step).sup_flips for step in range(10)])
     assert 0.3 < flips.mean() < 0.7

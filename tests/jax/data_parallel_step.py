@@ -20,7 +20,7 @@ from sesemi_common.config import Config, apply_overrides  # noqa: E402
 from sesemi_common.experiment import prepare  # noqa: E402
 from sesemi_jax import train  # noqa: E402
 from sesemi_jax.loop import _initial_state  # noqa: E402
-from sesemi_jax.methods import make_method  # noqa: E402
+from sesemi_jax import methods  # noqa: E402
 from sesemi_jax.models import make_model  # noqa: E402
 from sesemi_jax.optim import make_optimizer  # noqa: E402
 from tests.kill_resume import TINY  # noqa: E402
@@ -39,11 +39,11 @@ def main() -> None:
     config = apply_overrides(Config(), [*TINY, *sys.argv[1:]])
     with tempfile.TemporaryDirectory() as tmp:
         exp = prepare(config, f"{tmp}/run")
-    method = make_method(config)
-    model = make_model(config.model.backbone, exp.num_classes, method.num_proxy, config.model.dropout)
+    method = methods.load(config)
+    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout)
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), None)
     data = train.device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std)
-    spec = jax.jit(partial(train.sample_spec, config=config))(jax.random.PRNGKey(7), state.step, data)
+    spec = jax.jit(partial(train.sample_spec, config=config, method=method))(jax.random.PRNGKey(7), state.step, data)
     exact_state = state.replace(params=as_float64(state.params), batch_stats=as_float64(state.batch_stats))
     runs = {}
     for name, run_state, mesh in (("one", state, None), ("mesh", state, train.batch_mesh()),

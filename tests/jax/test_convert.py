@@ -14,8 +14,8 @@ from sesemi_jax.convert import WeightsError
 from sesemi_jax.models import init_variables, make_model
 
 
-def random_variables(backbone, num_classes=10, num_proxy=6, seed=0):
-    model = make_model(backbone, num_classes, num_proxy)
+def random_variables(backbone, num_classes=10, heads={"self": 6}, seed=0):
+    model = make_model(backbone, num_classes, heads)
     shapes = jax.eval_shape(lambda k: init_variables(model, k, 32), jax.random.key(0))
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
@@ -62,7 +62,7 @@ def test_round_trip_is_exact(backbone):
 
 
 def test_wrn_names_follow_the_torch_module():
-    sd = convert.state_dict_from_variables(random_variables("wrn28_2", num_proxy=0), "wrn28_2")
+    sd = convert.state_dict_from_variables(random_variables("wrn28_2", heads={}), "wrn28_2")
     assert sd["backbone.layer1.0.shortcut.weight"].shape == (32, 16, 1, 1)
     assert "backbone.layer1.1.shortcut.weight" not in sd
     assert sd["backbone.final_bn.running_var"].shape == (128,)

@@ -61,7 +61,7 @@ def wrn28_2_by_hand():
     ("resnet50", 25_557_032 - 2_049_000),  # torchvision's count minus fc (2048 * 1000 + 1000)
 ])
 def test_backbone_parameter_counts(backbone, expected):
-    shapes = variable_shapes(make_model(backbone, num_classes=10, num_proxy=6))
+    shapes = variable_shapes(make_model(backbone, num_classes=10, heads={"self": 6}))
     assert count(shapes["params"]["backbone"]) == expected
     heads = (models.FEATURES[backbone] + 1) * (10 + 6)
     assert count(shapes["params"]) == expected + heads
@@ -91,21 +91,22 @@ def test_backbone_returns_pooled_features(backbone):
 
 
 def test_sesemi_net_output_shapes():
-    model = make_model("wrn28_2", num_classes=10, num_proxy=6)
+    model = make_model("wrn28_2", num_classes=10, heads={"self": 6})
     variables = variable_shapes(model)
     x_sup = jax.ShapeDtypeStruct((3, 32, 32, 3), jnp.float32)
     x_self = jax.ShapeDtypeStruct((5, 32, 32, 3), jnp.float32)
     for joint in (False, True):
         (sup, self_), _ = jax.eval_shape(
-            lambda v, a, b: model.apply(v, a, b, train=True, joint_forward=joint, mutable=["batch_stats"]),
+            lambda v, a, b: model.apply(v, a, b, heads=(("sup",), ("self", "sup")), train=True,
+                                        joint_forward=joint, mutable=["batch_stats"]),
             variables, x_sup, x_self)
-        assert (sup.shape, self_.shape) == ((3, 10), (5, 6))
-    sup, self_ = jax.eval_shape(lambda v, a: model.apply(v, a), variables, x_sup)
-    assert sup.shape == (3, 10) and self_ is None
+        assert (sup["sup"].shape, self_["self"].shape, self_["sup"].shape) == ((3, 10), (5, 6), (5, 10))
+    (out,) = jax.eval_shape(lambda v, a: model.apply(v, a), variables, x_sup)
+    assert set(out) == {"sup"} and out["sup"].shape == (3, 10)  # the supervised head alone by default
 
 
 def test_supervised_only_net_has_no_self_head():
-    shapes = variable_shapes(make_model("resnet20", num_classes=7, num_proxy=0))
+    shapes = variable_shapes(make_model("resnet20", num_classes=7, heads={}))
     assert set(shapes["params"]) == {"backbone", "sup_head"}
     assert shapes["params"]["sup_head"]["linear"]["kernel"].shape == (64, 7)
 
@@ -121,7 +122,7 @@ def test_stride2_conv_pads_symmetrically_like_torch():
 
 def test_init_laws():
     # Same model and size as the resnet20_net fixture: the compiled init is reused.
-    variables = init_variables(make_model("resnet20", 10, 6), jax.random.key(1), 16)
+    variables = init_variables(make_model("resnet20", 10, {"self": 6}), jax.random.key(1), 16)
     kernel = np.asarray(variables["params"]["backbone"]["layer3_1"]["conv2"]["kernel"])  # 3x3x64x64
     std = math.sqrt(2.0 / (3 * 3 * 64))  # kaiming normal, fan_out, relu gain
     assert abs(kernel.std() / std - 1) < 0.02 and abs(kernel.mean()) < 0.02 * std
@@ -184,7 +185,7 @@ def test_batchnorm_train_rejects_one_value_per_channel():
 
 @pytest.fixture(scope="module")
 def resnet20_net():
-    model = make_model("resnet20", num_classes=10, num_proxy=6)
+    model = make_model("resnet20", num_classes=10, heads={"self": 6})
     variables = init_variables(model, jax.random.key(0), 16)
     rng = np.random.default_rng(3)
     stats = jax.tree.map(lambda s: s + rng.uniform(0.1, 0.5, s.shape).astype(np.float32),
@@ -213,8 +214,9 @@ def test_two_backbone_calls_supervised_first(resnet20_net):
     model, variables = resnet20_net
     rng = np.random.default_rng(4)
     x_sup, x_self = rng.normal(size=(3, 16, 16, 3)), rng.normal(size=(3, 16, 16, 3))
-    (sup, self_), updated = jax.jit(lambda v, a, b: model.apply(v, a, b, train=True, mutable=["batch_stats"]))(
-        variables, x_sup, x_self)
+    (sup, self_), updated = jax.jit(lambda v, a, b: model.apply(
+        v, a, b, heads=(("sup",), ("self",)), train=True, mutable=["batch_stats"]))(variables, x_sup, x_self)
+    sup, self_ = sup["sup"], self_["self"]
 
     params, call = variables["params"], jax.jit(backbone_train_call)
     f_sup, stats = call(params, variables["batch_stats"]["backbone"], x_sup)
@@ -229,7 +231,9 @@ def test_joint_forward_is_one_call_on_the_concatenation(resnet20_net):
     rng = np.random.default_rng(5)
     x_sup, x_self = rng.normal(size=(3, 16, 16, 3)), rng.normal(size=(5, 16, 16, 3))
     (sup, self_), updated = jax.jit(lambda v, a, b: model.apply(
-        v, a, b, train=True, joint_forward=True, mutable=["batch_stats"]))(variables, x_sup, x_self)
+        v, a, b, heads=(("sup",), ("self",)), train=True, joint_forward=True, mutable=["batch_stats"]))(
+        variables, x_sup, x_self)
+    sup, self_ = sup["sup"], self_["self"]
     params = variables["params"]
     features, stats = jax.jit(backbone_train_call)(
         params, variables["batch_stats"]["backbone"], np.concatenate([x_sup, x_self]))
@@ -241,7 +245,7 @@ def test_joint_forward_is_one_call_on_the_concatenation(resnet20_net):
 def test_eval_leaves_batch_stats_alone_and_ignores_batch_size(resnet20_net):
     model, variables = resnet20_net
     x = np.random.default_rng(6).normal(size=(4, 16, 16, 3))
-    apply = jax.jit(lambda v, x: model.apply(v, x)[0])
+    apply = jax.jit(lambda v, x: model.apply(v, x)[0]["sup"])
     np.testing.assert_allclose(apply(variables, x)[:1], apply(variables, x[:1]), rtol=1e-5, atol=1e-6)
 
 
@@ -261,15 +265,15 @@ def test_unknown_backbone_names_the_choices():
         make_model("resnet21", 10)
 
 
-def test_self_batch_without_self_head_is_an_error():
-    model = SesemiNet("resnet20", num_classes=10, num_proxy=0)
+def test_asking_for_a_head_the_net_lacks_is_an_error():
+    model = SesemiNet("resnet20", num_classes=10)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
-    with pytest.raises(ValueError, match=r"no self-supervised head \(num_proxy=0\)"):
-        jax.eval_shape(lambda x: model.init(jax.random.key(0), x, x), x)
+    with pytest.raises(ValueError, match=r"this SesemiNet has no head \['self'\]: its heads are \['sup'\]"):
+        jax.eval_shape(lambda x: model.init(jax.random.key(0), x, x, heads=(("sup",), ("self",))), x)
 
 
 def test_bad_head_sizes_are_errors():
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes and every head's classes must be >= 1"):
         make_model("resnet20", 0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
         make_model("resnet20", 10, dropout=1.0)

@@ -32,16 +32,16 @@ def assert_state_equal(actual, expected, skip=()):
 
 @pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2"])
 def test_npz_round_trip_is_exact(backbone, tmp_path):
-    source = randomized(make_model(backbone, 10, 6), seed=0)
+    source = randomized(make_model(backbone, 10, {"self": 6}), seed=0)
     path = tmp_path / "weights.bin"
     convert.save_npz(source, path)
     assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]  # no '.npz' appended
-    target = convert.load_npz(make_model(backbone, 10, 6), path)
+    target = convert.load_npz(make_model(backbone, 10, {"self": 6}), path)
     assert_state_equal(target.state_dict(), source.state_dict())
 
 
 def test_file_keeps_torch_names_and_layouts(tmp_path):
-    model = randomized(make_model("resnet20", 10, 6), seed=1)
+    model = randomized(make_model("resnet20", 10, {"self": 6}), seed=1)
     convert.save_npz(model, tmp_path / "w.npz")
     with np.load(tmp_path / "w.npz") as data:
         assert sorted(data.files) == sorted(model.state_dict())
@@ -51,22 +51,22 @@ def test_file_keeps_torch_names_and_layouts(tmp_path):
 
 
 def test_missing_num_batches_tracked_keeps_the_models_value(tmp_path):
-    source = randomized(make_model("resnet20", 10, 6), seed=2)
+    source = randomized(make_model("resnet20", 10, {"self": 6}), seed=2)
     arrays = {k: v.numpy() for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
     np.savez(tmp_path / "w.npz", **arrays)
-    target = convert.load_npz(make_model("resnet20", 10, 6), tmp_path / "w.npz")
+    target = convert.load_npz(make_model("resnet20", 10, {"self": 6}), tmp_path / "w.npz")
     assert target.backbone.bn1.num_batches_tracked.item() == 0
     assert_state_equal(target.state_dict(), source.state_dict(), skip="num_batches_tracked")
 
 
 @pytest.fixture
 def arrays():
-    return {k: v.numpy().copy() for k, v in make_model("resnet20", 10, 6).state_dict().items()}
+    return {k: v.numpy().copy() for k, v in make_model("resnet20", 10, {"self": 6}).state_dict().items()}
 
 
 def load_arrays(arrays, tmp_path, backbone="resnet20"):
     np.savez(tmp_path / "w.npz", **arrays)
-    return convert.load_npz(make_model(backbone, 10, 6), tmp_path / "w.npz")
+    return convert.load_npz(make_model(backbone, 10, {"self": 6}), tmp_path / "w.npz")
 
 
 def test_missing_key_is_named(arrays, tmp_path):
@@ -116,7 +116,7 @@ def resnet18_pth(tmp_path_factory):
 
 def test_torchvision_pth_loads_into_the_backbone(resnet18_pth):
     path, reference = resnet18_pth
-    model = make_model("resnet18", 10, 6)
+    model = make_model("resnet18", 10, {"self": 6})
     heads = {k: v.clone() for k, v in model.state_dict().items() if "head" in k}
     convert.load_torchvision_weights(model, path)
     expected = {k: v for k, v in reference.items() if not k.startswith("fc.")}

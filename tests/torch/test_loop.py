@@ -22,7 +22,7 @@ class TestTorchLoop(LoopContract):
 def test_supervised_baseline_draws_no_unlabeled_batch():
     config = apply_overrides(Config(), ["method.name=supervised", "train.batch_unlabeled=0", "train.batch_labeled=4"])
     spec = SpecSampler(np.arange(10), 50, config).spec(3)
-    assert spec.unlabeled.shape == (0,) and spec.self_offsets.shape == (0, 2)
+    assert spec.unlabeled.shape == (0,) and spec.views == {}
     assert spec.labeled.shape == (4,)
 
 

@@ -34,7 +34,7 @@ def count(module):
     ("resnet50", 23_508_032),
 ])
 def test_parameter_counts(backbone, expected):
-    model = make_model(backbone, num_classes=10, num_proxy=6)
+    model = make_model(backbone, num_classes=10, heads={"self": 6})
     assert count(model.backbone) == expected
     assert count(model) == expected + (model.backbone.out_features + 1) * (10 + 6)
 
@@ -56,18 +56,19 @@ def test_backbone_returns_pooled_features(backbone):
 
 
 def test_sesemi_net_output_shapes():
-    model = make_model("resnet20", num_classes=10, num_proxy=6).train()
+    model = make_model("resnet20", num_classes=10, heads={"self": 6}).train()
     for joint in (False, True):
-        sup, self_ = model(torch.randn(3, 3, 32, 32), torch.randn(5, 3, 32, 32), joint_forward=joint)
-        assert sup.shape == (3, 10) and self_.shape == (5, 6)
-    sup, self_ = model(torch.randn(3, 3, 32, 32))
-    assert sup.shape == (3, 10) and self_ is None
-    assert make_model("resnet20", 7).self_head is None
+        sup, self_ = model(torch.randn(3, 3, 32, 32), torch.randn(5, 3, 32, 32),
+                           heads=(("sup",), ("self", "sup")), joint_forward=joint)
+        assert (sup["sup"].shape, self_["self"].shape, self_["sup"].shape) == ((3, 10), (5, 6), (5, 10))
+    (out,) = model(torch.randn(3, 3, 32, 32))
+    assert set(out) == {"sup"} and out["sup"].shape == (3, 10)  # the supervised head alone by default
+    assert not hasattr(make_model("resnet20", 7), "self_head")
 
 
 def test_init_laws():
     torch.manual_seed(0)
-    model = make_model("resnet20", 10, 6)
+    model = make_model("resnet20", 10, {"self": 6})
     weight = model.backbone.layer3[1].conv2.weight.detach()  # 64 x 64 x 3 x 3
     std = math.sqrt(2.0 / (3 * 3 * 64))  # kaiming normal, fan_out, relu gain
     assert abs(weight.std().item() / std - 1) < 0.02 and abs(weight.mean().item()) < 0.02 * std
@@ -104,11 +105,12 @@ def perturbed(model):
 
 def test_two_backbone_calls_supervised_first():
     torch.manual_seed(1)
-    model = perturbed(make_model("resnet20", 10, 6)).train()
+    model = perturbed(make_model("resnet20", 10, {"self": 6})).train()
     reference = copy.deepcopy(model.backbone)
     x_sup, x_self = torch.randn(3, 3, 16, 16), torch.randn(5, 3, 16, 16)
     with torch.no_grad():
-        sup, self_ = model(x_sup, x_self)
+        sup, self_ = model(x_sup, x_self, heads=(("sup",), ("self",)))
+        sup, self_ = sup["sup"], self_["self"]
         f_sup, f_self = reference(x_sup), reference(x_self)
         torch.testing.assert_close(sup, model.sup_head(f_sup), rtol=0, atol=0)
         torch.testing.assert_close(self_, model.self_head(f_self), rtol=0, atol=0)
@@ -118,11 +120,12 @@ def test_two_backbone_calls_supervised_first():
 
 def test_joint_forward_is_one_call_on_the_concatenation():
     torch.manual_seed(2)
-    model = perturbed(make_model("resnet20", 10, 6)).train()
+    model = perturbed(make_model("resnet20", 10, {"self": 6})).train()
     reference = copy.deepcopy(model.backbone)
     x_sup, x_self = torch.randn(3, 3, 16, 16), torch.randn(5, 3, 16, 16)
     with torch.no_grad():
-        sup, self_ = model(x_sup, x_self, joint_forward=True)
+        sup, self_ = model(x_sup, x_self, heads=(("sup",), ("self",)), joint_forward=True)
+        sup, self_ = sup["sup"], self_["self"]
         features = reference(torch.cat([x_sup, x_self]))
         torch.testing.assert_close(sup, model.sup_head(features[:3]), rtol=0, atol=0)
         torch.testing.assert_close(self_, model.self_head(features[3:]), rtol=0, atol=0)
@@ -131,7 +134,7 @@ def test_joint_forward_is_one_call_on_the_concatenation():
 
 
 def test_dropout_acts_on_the_supervised_head_in_train_only():
-    model = make_model("resnet20", num_classes=10, num_proxy=6, dropout=0.5)
+    model = make_model("resnet20", num_classes=10, heads={"self": 6}, dropout=0.5)
     features = torch.ones(4, 64)
     model.eval()
     assert torch.equal(model.sup_head(features), model.sup_head.linear(features))
@@ -146,14 +149,14 @@ def test_unknown_backbone_names_the_choices():
         make_model("resnet21", 10)
 
 
-def test_self_batch_without_self_head_is_an_error():
-    model = SesemiNet("resnet20", num_classes=10, num_proxy=0)
-    with pytest.raises(ValueError, match=r"no self-supervised head \(num_proxy=0\)"):
-        model(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8))
+def test_asking_for_a_head_the_net_lacks_is_an_error():
+    model = SesemiNet("resnet20", num_classes=10)
+    with pytest.raises(ValueError, match=r"this SesemiNet has no head \['self'\]: its heads are \['sup'\]"):
+        model(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8), heads=(("sup",), ("self",)))
 
 
 def test_bad_head_sizes_are_errors():
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes and every head's classes must be >= 1"):
         make_model("resnet20", 0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
         make_model("resnet20", 10, dropout=1.0)

@@ -1,0 +1,167 @@
+"""The method registry (DESIGN.md section 7): what each training method asks of the trainer.
+
+Framework-free. An entry says which extra heads the network needs, which random view
+parameters each unlabeled image gets (drawn by the trainers' samplers, or with numpy by
+`HostStream` for lockstep parity), which branches the trainer runs on which views (with
+gradient, under stop-gradient, or through the EMA teacher), and the method's own knobs with
+their defaults (`method.<name>.<knob>` in the config). The maths lives in one file per
+framework, `sesemi_jax.methods.<name>` and `sesemi_torch.methods.<name>`, each with
+`apply_views` and `loss`; the trainers only read this entry and call those two functions.
+A new method is those two files and one `register(MethodSpec(...))`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+GRAD, STOP_GRADIENT, TEACHER = "grad", "stop_gradient", "teacher"
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One forward the trainer runs: the network's `heads` on the unlabeled views named `view`.
+
+    `mode`: `grad` (the loss differentiates through it), `stop_gradient` (its logits are
+    targets: in the same backbone call, but no gradient flows back), or `teacher` (the EMA
+    variables, in train mode, under stop-gradient, running statistics left unchanged).
+    The loss receives every head's logits of every branch under the branch's name.
+    """
+
+    name: str
+    view: str
+    mode: str = GRAD
+    heads: tuple[str, ...] = ("sup",)
+
+
+@dataclass(frozen=True)
+class ViewParam:
+    """A random parameter drawn per unlabeled image: `kind` is `crop` (int32 (n, 2) offsets
+    in [0, 2 * padding] of the configured crop) or `flip` (bool (n,))."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    heads: dict[str, int] = field(default_factory=dict)  # extra heads beside "sup": name -> classes
+    views_per_image: int = 0  # images the backbone sees per unlabeled image; 0: no unlabeled batch
+    view_params: tuple[ViewParam, ...] = ()
+    branches: tuple[Branch, ...] = ()
+    knobs: type | None = None  # a dataclass of the method's knobs with their defaults
+    default_ema_decay: float = 0.0  # used when train.ema_decay is 0 (a teacher needs an EMA)
+    module: str = ""  # "{framework}" is replaced by jax or torch; default sesemi_{framework}.methods.<name>
+
+    def module_for(self, framework: str) -> str:
+        return (self.module or f"sesemi_{{framework}}.methods.{self.name}").format(framework=framework)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return any(branch.mode == TEACHER for branch in self.branches)
+
+
+@dataclass
+class ProxyKnobs:
+    weight: float = 1.0  # w in CE_sup + w * CE_self
+    rampup_steps: int = 0  # 0: constant w; T > 0: w * exp(-5 (1 - min(t, T)/T)^2)
+
+
+@dataclass
+class ConsistencyKnobs:
+    weight: float = 10.0  # maximum weight of the consistency term (Laine and Aila 2017 use 100 with sums)
+    rampup_steps: int = 500  # sigmoid ramp-up of the weight, as above
+
+
+@dataclass
+class EntminKnobs:
+    weight: float = 0.1  # weight of the mean prediction entropy on unlabeled images
+    rampup_steps: int = 0
+
+
+TRANSLATED = (ViewParam("offsets", "crop"),)
+# Two independently augmented views of each unlabeled image: translation and horizontal flip.
+TWO_VIEWS = (ViewParam("offsets_a", "crop"), ViewParam("flips_a", "flip"),
+             ViewParam("offsets_b", "crop"), ViewParam("flips_b", "flip"))
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add (or replace) a method; configs made afterwards accept `method.name=<spec.name>`."""
+    for branch in spec.branches:
+        if branch.mode not in (GRAD, STOP_GRADIENT, TEACHER):
+            raise ValueError(f"branch {branch.name!r} of {spec.name!r}: mode must be grad, stop_gradient or teacher")
+    for param in spec.view_params:
+        if param.kind not in ("crop", "flip"):
+            raise ValueError(f"view parameter {param.name!r} of {spec.name!r}: kind must be crop or flip")
+    for branch in spec.branches:
+        if set(branch.heads) - {"sup", *spec.heads}:
+            raise ValueError(f"branch {branch.name!r} of {spec.name!r} asks for a head the method does not declare")
+    if "sup" in spec.heads:
+        raise ValueError(f"{spec.name!r}: 'sup' is the supervised head every network has")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> MethodSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}: one of {', '.join(_REGISTRY)}") from None
+
+
+def knob_defaults() -> dict[str, Any]:
+    """{method name: knob dataclass instance with defaults} for every method that has knobs."""
+    return {name: spec.knobs() for name, spec in _REGISTRY.items() if spec.knobs is not None}
+
+
+def knobs(config) -> Any:
+    """The chosen method's knobs (`config.method.<name>`), or None for a method without any."""
+    return getattr(config.method, config.method.name, None)
+
+
+def ema_decay(config) -> float:
+    """The EMA decay in force: `train.ema_decay`, or the method's default when that is 0
+    (a teacher needs an EMA); 0 means no EMA is kept."""
+    return config.train.ema_decay or get(config.method.name).default_ema_decay
+
+
+def unlabeled_batch(config) -> int:
+    """Unlabeled images per step: `train.batch_unlabeled`, or 0 for a method that uses none."""
+    return config.train.batch_unlabeled if get(config.method.name).views_per_image else 0
+
+
+def view_batch(config) -> int:
+    """Images in one named view batch: the unlabeled images per step times the views each of
+    them gets, shared by the distinct views the branches name (6n for SESEMI's one proxy view,
+    n for each of the Pi-model's two)."""
+    spec = get(config.method.name)
+    views = {branch.view for branch in spec.branches}
+    return unlabeled_batch(config) * spec.views_per_image // max(len(views), 1)
+
+
+def images_per_step(config) -> int:
+    """Images the backbone sees per step (teacher forwards not counted): labeled plus every view."""
+    return config.train.batch_labeled + unlabeled_batch(config) * get(config.method.name).views_per_image
+
+
+register(MethodSpec("supervised"))
+register(MethodSpec("sesemi", heads={"self": 6}, views_per_image=6, view_params=TRANSLATED,
+                    branches=(Branch("self", "proxy", heads=("self",)),), knobs=ProxyKnobs,
+                    module="sesemi_{framework}.methods.proxy"))
+register(MethodSpec("rotation", heads={"self": 4}, views_per_image=4, view_params=TRANSLATED,
+                    branches=(Branch("self", "proxy", heads=("self",)),), knobs=ProxyKnobs,
+                    module="sesemi_{framework}.methods.proxy"))
+register(MethodSpec("pi_model", views_per_image=2, view_params=TWO_VIEWS,
+                    branches=(Branch("a", "a"), Branch("b", "b")), knobs=ConsistencyKnobs))
+register(MethodSpec("mean_teacher", views_per_image=2, view_params=TWO_VIEWS,
+                    branches=(Branch("student", "a"), Branch("teacher", "b", TEACHER)),
+                    knobs=ConsistencyKnobs, default_ema_decay=0.999))
+register(MethodSpec("entmin", views_per_image=1, view_params=TWO_VIEWS[:2],
+                    branches=(Branch("unlabeled", "a"),), knobs=EntminKnobs))

@@ -1,0 +1,66 @@
+"""Training methods as plug-ins (DESIGN.md section 7), the JAX side.
+
+The registry (`sesemi_common.methods`) says what a method asks of the trainer; the method's
+module here holds its maths, as two pure functions that run inside the jitted step:
+
+    apply_views(images, params, config) -> (views, targets)
+        uint8 NHWC unlabeled images and their drawn view parameters -> {view name: uint8
+        images} and {name: targets the loss needs} (SESEMI's proxy labels).
+    loss(inputs: LossInputs) -> (total, {term name: value})
+
+`sample_views` draws the parameters the registry declares; `sesemi_common.sampling` draws
+the very same ones with numpy for lockstep parity, and `sesemi_torch.methods` holds the twins.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+from sesemi_common import methods as registry
+from sesemi_common.config import Config
+
+from .. import transforms
+
+Views = tuple[dict[str, jax.Array], dict[str, jax.Array]]
+
+
+class LossInputs(NamedTuple):
+    sup_logits: jax.Array  # supervised head on the labeled batch
+    labels: jax.Array
+    outputs: dict[str, dict[str, jax.Array]]  # branch name -> head name -> logits
+    targets: dict[str, jax.Array]  # what apply_views returned beside the views
+    step: jax.Array  # the step being taken (0-based): ramp-ups read it
+    knobs: Any  # the method's knobs (config.method.<name>), or None
+
+
+@dataclass(frozen=True)
+class Method:
+    spec: registry.MethodSpec
+    apply_views: Callable[..., Views]
+    loss: Callable[[LossInputs], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def load(config: Config) -> Method:
+    """The configured method: its registry entry and its JAX module's two functions."""
+    spec = registry.get(config.method.name)
+    module = importlib.import_module(spec.module_for("jax"))
+    return Method(spec, getattr(module, "apply_views", None), module.loss)
+
+
+def sample_views(key: jax.Array, params: tuple[registry.ViewParam, ...], n: int,
+                 padding: int) -> dict[str, jax.Array]:
+    """The view parameters the registry declares, for `n` unlabeled images. The first uses
+    `key` itself and the others `fold_in(key, i)`, so SESEMI's translation is drawn as
+    before methods were plug-ins."""
+    drawn = {}
+    for i, param in enumerate(params):
+        param_key = key if i == 0 else jax.random.fold_in(key, i)
+        if param.kind == "crop":
+            drawn[param.name] = transforms.sample_crop_params(param_key, n, padding)
+        else:
+            drawn[param.name] = transforms.sample_flip_params(param_key, n)
+    return drawn

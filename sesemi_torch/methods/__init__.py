@@ -1,0 +1,62 @@
+"""Training methods as plug-ins (DESIGN.md section 7), the PyTorch twin of sesemi_jax/methods.
+
+The registry (`sesemi_common.methods`) says what a method asks of the trainer; the method's
+module here holds its maths, as two functions with the same names and meaning as in JAX:
+
+    apply_views(images, params, config) -> (views, targets)
+        uint8 NCHW unlabeled images and their drawn view parameters -> {view name: uint8
+        images} and {name: targets the loss needs} (SESEMI's proxy labels).
+    loss(inputs: LossInputs) -> (total, {term name: value})
+
+`sample_views` draws the parameters the registry declares with a torch generator.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from sesemi_common import methods as registry
+from sesemi_common.config import Config
+
+from .. import transforms
+
+Views = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+
+class LossInputs(NamedTuple):
+    sup_logits: torch.Tensor  # supervised head on the labeled batch
+    labels: torch.Tensor
+    outputs: dict[str, dict[str, torch.Tensor]]  # branch name -> head name -> logits
+    targets: dict[str, torch.Tensor]  # what apply_views returned beside the views
+    step: int  # the step being taken (0-based): ramp-ups read it
+    knobs: Any  # the method's knobs (config.method.<name>), or None
+
+
+@dataclass(frozen=True)
+class Method:
+    spec: registry.MethodSpec
+    apply_views: Callable[..., Views]
+    loss: Callable[[LossInputs], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def load(config: Config) -> Method:
+    """The configured method: its registry entry and its PyTorch module's two functions."""
+    spec = registry.get(config.method.name)
+    module = importlib.import_module(spec.module_for("torch"))
+    return Method(spec, getattr(module, "apply_views", None), module.loss)
+
+
+def sample_views(generator: torch.Generator | None, params: tuple[registry.ViewParam, ...], n: int,
+                 padding: int) -> dict[str, torch.Tensor]:
+    """The view parameters the registry declares, for `n` unlabeled images, drawn in order."""
+    drawn = {}
+    for param in params:
+        if param.kind == "crop":
+            drawn[param.name] = transforms.sample_crop_params(generator, n, padding)
+        else:
+            drawn[param.name] = transforms.sample_flip_params(generator, n)
+    return drawn

@@ -1,0 +1,23 @@
+"""PyTorch twin of sesemi_jax/methods/proxy.py. SESEMI (6 proxy classes, Tran 2019) and rotation prediction (4, Gidaris 2018): every
+unlabeled image, translated, in all its proxy forms; CE_sup + w(t) * CE_self."""
+
+from __future__ import annotations
+
+from sesemi_common.sampling import crop_geometry
+
+from .. import losses, transforms
+from . import LossInputs, Views
+
+
+def apply_views(images, params, config) -> Views:
+    padding, mode = crop_geometry(config.augment)
+    translated = transforms.apply_crop(images, params["offsets"], padding, mode)
+    proxy = "rotation" if config.method.name == "rotation" else "rotate_flip"
+    views, targets = transforms.proxy_views(translated, proxy)
+    return {"proxy": views}, {"self": targets}
+
+
+def loss(inputs: LossInputs):
+    weight = inputs.knobs.weight * losses.sigmoid_rampup(inputs.step, inputs.knobs.rampup_steps)
+    return losses.joint_loss(inputs.sup_logits, inputs.labels, inputs.outputs["self"]["self"],
+                             inputs.targets["self"], weight)
