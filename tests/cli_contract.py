@@ -61,6 +61,7 @@ class CliLifeContract:
         assert code == 130, err
         return err
 
+    @pytest.mark.slow
     def test_1_resume_of_a_finished_run_leaves_its_result(self, capsys, tmp_path):
         assert self.train(capsys, tmp_path / "r", *RUN)[0] == 0
         files = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
@@ -74,6 +75,7 @@ class CliLifeContract:
         modes = {name: stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) for name in files}
         assert set(modes.values()) == {modes["metrics.jsonl"]} and modes["config.json"] & 0o044 == 0o044
 
+    @pytest.mark.slow
     def test_2_resume_refuses_data_that_changed(self, capsys, monkeypatch, tmp_path):
         monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))
         files = _imagefolder(tmp_path / "data")
@@ -96,6 +98,7 @@ class CliLifeContract:
                                             "(same 60 images") and len(err.splitlines()) == 1
         assert RunDir(tmp_path / "r").read_summary() == {}
 
+    @pytest.mark.slow
     def test_3_a_failed_start_never_traps_the_run_directory(self, capsys, monkeypatch, tmp_path):
         code, _, err = self.train(capsys, tmp_path / "r", *RUN, "train.batch_labeled=200")
         assert code == 2 and "train.batch_labeled (200) is larger than the labeled set" in err
@@ -118,6 +121,7 @@ class CliLifeContract:
                              "config" in err.splitlines()
         assert [m["step"] for m in RunDir(tmp_path / "k").read_metrics() if "loss" in m] == [1, 2, 3, 4, 5, 6]
 
+    @pytest.mark.slow
     def test_3_overwrite_replaces_a_run_with_checkpoints_only_once_the_new_one_can_start(self, capsys, tmp_path):
         assert self.train(capsys, tmp_path / "r", *RUN, "train.steps=2")[0] == 0
         code, _, err = self.train(capsys, tmp_path / "r", *RUN, "--overwrite", "data.n_labels=55")
@@ -127,6 +131,7 @@ class CliLifeContract:
         assert code == 0 and f"note: replacing the run in {tmp_path / 'r'} (--overwrite)" in err.splitlines()
         assert RunDir(tmp_path / "r").read_summary()["steps"] == 6
 
+    @pytest.mark.slow
     def test_4_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(self, capsys, monkeypatch, tmp_path):
         self.stopped_run(capsys, monkeypatch, tmp_path / "r", at=5)
         run = RunDir(tmp_path / "r")
@@ -188,6 +193,7 @@ class CliLifeContract:
             assert code == 2 and err.endswith(f"pass the folder given to `sesemi-{self.framework} train --run-dir`")
         assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
 
+    @pytest.mark.slow
     def test_5_6_ctrl_c_then_resume_with_a_lower_lr(self, capsys, monkeypatch, tmp_path):
         err = self.stopped_run(capsys, monkeypatch, tmp_path / "r", at=3)
         assert err == f"interrupted: {tmp_path / 'r'} stopped; its last checkpoint is step 2: continue with " \
