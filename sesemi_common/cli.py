@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import Config, apply_overrides
+from .commands import INTERRUPTED, parse_intermixed
+from .config import Config, ConfigError, apply_overrides
 from .report import markdown_table, plot_runs
+from .runs import RunDirError
 
 # Small enough that SESEMI and the baseline train in both frameworks in about 3 minutes on 2 cores.
 DEMO_OVERRIDES = [
@@ -21,16 +23,48 @@ DEMO_OVERRIDES = [
     "train.log_every=25", "train.eval_every=25", "train.checkpoint_every=100",
 ]
 FRAMEWORKS = {"jax": "sesemi_jax.loop", "torch": "sesemi_torch.loop"}
+# What each framework's extra installs (pyproject.toml), by import name.
+FRAMEWORK_PACKAGES = {"jax": ("jax", "flax", "optax", "orbax"), "torch": ("torch", "torchvision")}
+
+
+class MissingDependency(RuntimeError):
+    """A package the command needs is not installed; the message names the pip command."""
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def installed_frameworks() -> list[str]:
-    return [name for name in FRAMEWORKS if importlib.util.find_spec(name) is not None]
+    """Frameworks whose extra is fully installed; a partial one is refused rather than skipped."""
+    found = []
+    for name, packages in FRAMEWORK_PACKAGES.items():
+        missing = [p for p in packages if not _installed(p)]
+        if len(missing) < len(packages) and missing:
+            raise MissingDependency(f"{name} is installed but {', '.join(missing)} "
+                                    f"{'is' if len(missing) == 1 else 'are'} not: pip install 'sesemi[{name}]'")
+        if not missing:
+            found.append(name)
+    return found
+
+
+def check_plotting() -> None:
+    if not _installed("matplotlib"):
+        raise MissingDependency("the report's curves need matplotlib, which is not installed: pip install matplotlib")
+
+
+def check_out_path(out: Path) -> None:
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise MissingDependency(f"--out {out}: folder {folder} does not exist: create it or choose another path")
 
 
 def demo(out_dir: Path, overrides: Sequence[str] = ()) -> Path:
+    # Every check before the first step: a missing package must not surface after minutes of training.
     frameworks = installed_frameworks()
     if not frameworks:
-        raise SystemExit("error: neither jax nor torch is installed: pip install 'sesemi[jax]' or 'sesemi[torch]'")
+        raise MissingDependency("neither jax nor torch is installed: pip install 'sesemi[jax]' or 'sesemi[torch]'")
+    check_plotting()
     base = apply_overrides(Config(), [*DEMO_OVERRIDES, *overrides])
     run_dirs = []
     for framework in frameworks:
@@ -55,25 +89,37 @@ def demo(out_dir: Path, overrides: Sequence[str] = ()) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sesemi", description="compare runs; run the demo")
     commands = parser.add_subparsers(dest="command", required=True)
-    report = commands.add_parser("report", help="curves of several runs in one PNG, and a Markdown table")
-    report.add_argument("run_dirs", nargs="+")
-    report.add_argument("--out", default="report.png")
+    report_parser = commands.add_parser("report", help="curves of several runs in one PNG, and a Markdown table")
+    report_parser.add_argument("run_dirs", nargs="+")
+    report_parser.add_argument("--out", default="report.png")
     demo_parser = commands.add_parser("demo", help="SESEMI against the supervised baseline on digits")
     demo_parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.steps=100")
     demo_parser.add_argument("--out-dir", default="runs/demo")
-    args = parser.parse_args(argv)
-    if args.command == "report":
-        missing = [d for d in args.run_dirs if not (Path(d) / "summary.json").is_file()]
-        if missing:
-            print(f"error: {missing[0]} has no summary.json: pass finished run directories", file=sys.stderr)
-            return 2
-        print(markdown_table(args.run_dirs))
-        print(f"curves: {plot_runs(args.run_dirs, args.out)}")
-    else:
-        started = time.perf_counter()
-        demo(Path(args.out_dir), args.overrides)
-        print(f"demo took {time.perf_counter() - started:.0f} s")
+    args = parse_intermixed(parser, argv)
+    try:
+        if args.command == "report":
+            report(args.run_dirs, Path(args.out))
+        else:
+            started = time.perf_counter()
+            demo(Path(args.out_dir), args.overrides)
+            print(f"demo took {time.perf_counter() - started:.0f} s")
+    except (MissingDependency, ConfigError, RunDirError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+def report(run_dirs: Sequence[str], out: Path) -> None:
+    check_plotting()
+    check_out_path(out)
+    missing = [d for d in run_dirs if not (Path(d) / "summary.json").is_file()]
+    if missing:
+        raise RunDirError(f"{missing[0]} has no summary.json: pass finished run directories")
+    print(markdown_table(run_dirs))
+    print(f"curves: {plot_runs(run_dirs, out)}")
 
 
 if __name__ == "__main__":

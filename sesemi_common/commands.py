@@ -1,7 +1,8 @@
 """The `train | eval | predict` command line shared by `sesemi-jax` and `sesemi-torch`.
 
 Both CLIs take the same options and config file; only the `Backend` (how to train, and how
-to turn a run directory into a classifier) differs.
+to turn a run directory into a classifier) differs. Every user error ends as one line on
+stderr and exit code 2; Ctrl-C ends as one line saying where the run stopped, exit 130.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from .config import Config, ConfigError, apply_overrides
+from .config import Config, ConfigError, apply_overrides, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
+from .experiment import check_new_run
 from .progress import NonFiniteLossError
-from .runs import RunDir
+from .runs import CheckpointError, RunDir, RunDirError, note
+from .splits import SplitError
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC images -> supervised logits
+USER_ERRORS = (ConfigError, DatasetError, SplitError, RunDirError, CheckpointError, FileNotFoundError,
+               NonFiniteLossError)
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 
 class Backend(Protocol):
@@ -39,7 +45,11 @@ def build_parser(prog: str, train_options: Callable[[argparse.ArgumentParser], N
     train.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=0.1 train.steps=500")
     train.add_argument("--config", help="JSON config file (defaults apply to what it leaves out)")
     train.add_argument("--run-dir", default="runs/latest", help="where config, split, metrics, checkpoints go")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir where it stopped (overrides may change optim.lr "
+                            "and the log/eval/checkpoint cadence)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --run-dir, even one with checkpoints or a summary")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     if train_options:
         train_options(train)
@@ -52,16 +62,80 @@ def build_parser(prog: str, train_options: Callable[[argparse.ArgumentParser], N
     return parser
 
 
-def _config(args) -> Config:
+def parse_intermixed(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse `COMMAND ...` so that positionals may follow options (`train --run-dir R x.y=1 --no-progress
+    a.b=2`). argparse cannot intermix through subparsers, so the command's own parser does it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or argv[0] not in subcommands:
+        return parser.parse_args(argv)  # help, or a usage error that lists the commands
+    args = subcommands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
+def _resume_config(args, run: RunDir) -> Config:
+    if args.config:
+        raise ConfigError(f"--resume continues with {run.path / 'config.json'}, so --config {args.config} would be "
+                          "ignored: drop it, and pass what may change as overrides (e.g. optim.lr=0.01)")
+    run.require_run("nothing to resume; train without --resume to start a run there")
+    saved = run.read_config()
+    config = apply_overrides(saved, args.overrides)
+    resume_changes(saved, config)  # refuses a key that cannot change before anything runs
+    return config
+
+
+def _train(backend: Backend, args, options: dict) -> int:
+    run = RunDir(args.run_dir)
+    run.check_folder()
+
+    def fit(config: Config, resume: bool) -> dict:
+        return backend.fit(config, run.path, resume, show_progress=not args.no_progress, **options)
+
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run in --run-dir and --overwrite replaces it: pass one of them")
     if args.resume:
-        saved = RunDir(args.run_dir).read_config()
-        return apply_overrides(saved, args.overrides) if args.overrides else saved
-    base = Config.load(args.config) if args.config else Config()
-    return apply_overrides(base, args.overrides)
+        config = _resume_config(args, run)
+        state = run.state()
+        if state == "finished":
+            # Exit 0: the run a --resume asks for is complete, so a script that resumes whatever
+            # stopped (a preempted job array) succeeds; the summary is printed as a train would.
+            note(f"note: {run.path} is finished: nothing to resume, its summary.json is left as it was")
+            print(json.dumps(run.read_summary(), indent=2))
+            return 0
+        if state == "unfinished":
+            note(f"note: {run.path} has no checkpoint yet: training from step 0 with its saved config")
+            run.clear()
+            summary = fit(config, False)
+        else:
+            summary = fit(config, True)
+    else:
+        config = apply_overrides(Config.load(args.config) if args.config else Config(), args.overrides)
+        if args.overwrite and run.has_run():
+            # The old run goes only once the new one is known to start: a typo must not cost a result.
+            dataset = load_dataset(config.data)
+            check_new_run(config, dataset)
+            note(f"note: replacing the run in {run.path} (--overwrite)")
+            run.clear()
+            options = {**options, "dataset": dataset}
+        summary = fit(config, False)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_to_read(run_dir: str, prog: str) -> RunDir:
+    """The run of `eval` or `predict`: it must exist and hold a checkpoint."""
+    run = RunDir(run_dir)
+    run.require_run(f"pass the folder given to `{prog} train --run-dir`")
+    if not run.checkpoint_steps():
+        every = run.read_config().train.checkpoint_every
+        raise RunDirError(f"{run.path} has no checkpoint yet (its training stopped before step {every}): "
+                          f"train it with `{prog} train --run-dir {run.path} --resume`")
+    return run
 
 
 def _evaluate(backend: Backend, run_dir: str) -> dict:
-    run = RunDir(run_dir)
+    run = _run_to_read(run_dir, f"sesemi-{backend.name}")
     config = run.read_config()
     dataset = load_dataset(config.data)
     classify = backend.classifier(run, config, len(dataset.class_names))
@@ -71,7 +145,7 @@ def _evaluate(backend: Backend, run_dir: str) -> dict:
 
 
 def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str) -> int:
-    run = RunDir(run_dir)
+    run = _run_to_read(run_dir, f"sesemi-{backend.name}")
     config = run.read_config()
     class_names = run.read_summary().get("class_names") or load_dataset(config.data).class_names
     paths, images = read_images([Path(p) for p in inputs], config.data.image_size)
@@ -86,22 +160,36 @@ def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str) ->
     return len(paths)
 
 
+def interrupted_message(args, prog: str) -> str:
+    """Where a run stopped by Ctrl-C stands, and the command that continues it."""
+    if args.command != "train":
+        return f"interrupted: {prog} {args.command} stopped; nothing was changed"
+    run = RunDir(args.run_dir)
+    steps = run.checkpoint_steps() if run.path.is_dir() else []
+    if steps:
+        return (f"interrupted: {run.path} stopped; its last checkpoint is step {steps[-1]}: continue with "
+                f"`{prog} train --run-dir {run.path} --resume`")
+    return (f"interrupted before the first checkpoint: nothing to resume in {run.path}; run the same command "
+            "again to start over")
+
+
 def main(backend: Backend, argv: Sequence[str] | None = None,
          train_options: Callable[[argparse.ArgumentParser], None] | None = None,
          fit_options: Callable[[argparse.Namespace], dict] | None = None) -> int:
-    args = build_parser(f"sesemi-{backend.name}", train_options).parse_args(argv)
+    prog = f"sesemi-{backend.name}"
+    args = parse_intermixed(build_parser(prog, train_options), argv)
     try:
         if args.command == "train":
-            options = fit_options(args) if fit_options else {}
-            summary = backend.fit(_config(args), Path(args.run_dir), args.resume,
-                                  show_progress=not args.no_progress, **options)
-            print(json.dumps(summary, indent=2))
-        elif args.command == "eval":
+            return _train(backend, args, fit_options(args) if fit_options else {})
+        if args.command == "eval":
             print(json.dumps(_evaluate(backend, args.run_dir), indent=2))
         else:
             count = _predict(backend, args.run_dir, args.inputs, args.out)
             print(f"wrote {count} predictions to {args.out}")
-    except (ConfigError, DatasetError, FileNotFoundError, NonFiniteLossError, *backend.user_errors) as err:
+    except (*USER_ERRORS, *backend.user_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(args, prog), file=sys.stderr)
+        return INTERRUPTED
     return 0

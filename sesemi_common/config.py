@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -109,6 +110,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
+        _check_sections(values)
         return replace_dotted(cls(), _from_legacy_keys(_flatten(values)))
 
     @classmethod
@@ -120,6 +122,9 @@ class Config:
             values = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"config file {path} is not valid JSON ({err}): fix the file") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} holds {_a(type(values))} ({_json_kind(values)}), not a JSON "
+                              'object: write sections such as {"optim": {"lr": 0.1}}')
         return cls.from_dict(values)
 
 
@@ -167,6 +172,21 @@ def _from_legacy_keys(flat: dict[str, Any]) -> dict[str, Any]:
             if name in ("sesemi", "rotation"):
                 flat[f"method.{name}.{knob}"] = value
     return flat
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "a JSON array", str: "a JSON string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a JSON number")
+
+
+def _check_sections(values: dict[str, Any]) -> None:
+    """A section given as a plain value (`{"train": 5}`) is a misplaced section, not a typo of a key."""
+    for field in dataclasses.fields(Config):
+        value = values.get(field.name)
+        if field.name in values and not isinstance(value, dict):
+            example = dataclasses.fields(field.default_factory())[0].name
+            raise ConfigError(f"config section '{field.name}' must be a JSON object of its keys, e.g. "
+                              f'{{"{field.name}": {{"{example}": ...}}}}, got {json.dumps(value)}')
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -280,6 +300,9 @@ def validate(config: Config) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"config key '{key}' must be zero or positive, got {value}")
+    for key, value in flat_values(config).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {config.model.dropout}")
     spec = methods.get(config.method.name)
@@ -293,11 +316,40 @@ def validate(config: Config) -> None:
     if config.optim.warmup_steps >= config.train.steps:
         raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
                           f"train.steps ({config.train.steps})")
+    check_momentum(config.optim)
+
+
+def flat_values(config: Config) -> dict[str, Any]:
+    """{'section.key': value} of every knob."""
+    return _flatten(config.to_dict())
+
+
+# What `--resume` may change: the learning rate (the way out of a NaN is a lower lr from the last
+# good checkpoint) and how often the run logs, evaluates and saves. Every other key shapes the
+# data, the model or the optimizer state the checkpoints hold, or the schedule's length.
+RESUMABLE_KEYS = ("optim.lr", "train.log_every", "train.eval_every", "train.checkpoint_every",
+                  "train.eval_batch_size")
+
+
+def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved value, new value)} of what `config` changes; refuses a key --resume cannot change."""
+    before, after = flat_values(saved), flat_values(config)
+    changes = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    for key, (old, new) in changes.items():
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(f"--resume cannot change {key}: the run started with {key}={_show(old)}, this "
+                              f"command asks for {_show(new)}; only {', '.join(RESUMABLE_KEYS)} may change "
+                              "on resume (start a new run to change the rest)")
+    return changes
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
 
 
 def check_momentum(optim: OptimConfig) -> None:
     if optim.nesterov and optim.momentum <= 0:
-        raise ValueError(f"optim.nesterov needs optim.momentum > 0, got {optim.momentum}: "
+        raise ConfigError(f"optim.nesterov needs optim.momentum > 0, got {optim.momentum}: "
                          "set a momentum or optim.nesterov=false")
 
 
@@ -305,10 +357,10 @@ def check_optim(optim: OptimConfig, total_steps: int) -> None:
     """Reject a schedule or step count that no run can use, with a one-line message."""
     schedules = CHOICES["optim.schedule"]
     if optim.schedule not in schedules:
-        raise ValueError(f"optim.schedule must be one of {', '.join(schedules)}, got '{optim.schedule}'")
+        raise ConfigError(f"optim.schedule must be one of {', '.join(schedules)}, got '{optim.schedule}'")
     if total_steps <= 0:
-        raise ValueError(f"total steps must be positive, got {total_steps}: set train.steps")
+        raise ConfigError(f"total steps must be positive, got {total_steps}: set train.steps")
     if not 0 <= optim.warmup_steps < total_steps:
-        raise ValueError(f"optim.warmup_steps ({optim.warmup_steps}) must be in [0, total steps "
+        raise ConfigError(f"optim.warmup_steps ({optim.warmup_steps}) must be in [0, total steps "
                          f"{total_steps})")
     check_momentum(optim)

@@ -38,8 +38,10 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
+from .files import atomic_write, create_temp
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-CACHE_VERSION = 1  # bump when the cached layout or the decoding changes
+CACHE_VERSION = 2  # bump when the cached layout or the decoding changes
 
 
 class DatasetError(ValueError):
@@ -192,7 +194,7 @@ def download_cifar(name: str, root: str | Path, url: str | None = None, md5: str
     url, md5, root = url or source.url, md5 or source.md5, Path(root)
     root.mkdir(parents=True, exist_ok=True)
     archive = root / source.archive
-    handle, partial_path = tempfile.mkstemp(dir=root, prefix=f".{source.archive}.", suffix=".part")
+    handle, partial_path = create_temp(root, source.archive, suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
             got = _fetch(url, out, root)
@@ -313,7 +315,7 @@ def load_imagefolder(root: str | Path, workers: int | None = None) -> Dataset:
 
     Every image is converted with Pillow's `convert("RGB")`: grayscale (L) is replicated to
     three channels, RGBA drops its alpha channel (no compositing), palette (P) images are
-    expanded. Files are found recursively below each class folder and read in sorted path
+    expanded; 16-bit grayscale keeps the high byte of each value (see `_rgb_array`). Files are found recursively below each class folder and read in sorted path
     order; files without an image extension are ignored. All images must have one size.
     """
     root = Path(root).absolute()  # file paths are cut relative to it for the fingerprint
@@ -451,10 +453,39 @@ def _decode_files(files: Sequence[str | Path], reference: tuple[str | Path, tupl
 def _open_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+            return _rgb_array(image, path)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        if isinstance(err, DatasetError):
+            raise
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DatasetError(f"cannot decode image {path} ({reason}): replace or delete the file") from err
+
+
+_SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow opens 16-bit gray PNGs as I;16 (older: I)
+
+
+def _rgb_array(image: Image.Image, path: str | Path) -> np.ndarray:
+    """uint8 (H, W, 3) of an open image.
+
+    Pillow's `convert("RGB")` clips 16-bit gray values to 255, which turns almost every
+    pixel white, so those are scaled here: the 8-bit value is the high byte (value >> 8).
+    That is how Pillow itself decodes 16-bit colour PNGs, so a 16-bit gray image and its
+    16-bit RGB copy give the same bytes, and an 8-bit image stored as 16 bits (v * 257)
+    comes back exactly. Floating-point images have no agreed range and are refused.
+    """
+    if image.mode == "RGB":
+        return np.asarray(image)
+    if image.mode in _SIXTEEN_BIT_GRAY:
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 0xFFFF):
+            raise DatasetError(f"image {path} has {image.mode}-mode values from {values.min()} to {values.max()}, "
+                               "outside the 16-bit range: save it as an 8- or 16-bit image")
+        gray = (values >> 8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise DatasetError(f"image {path} holds floating-point pixels, which have no agreed range: save it as "
+                           "an 8- or 16-bit image")
+    return np.asarray(image.convert("RGB"))
 
 
 def _cache_stem(root: Path) -> str:
@@ -484,9 +515,9 @@ def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict) -
     base = folder / f"{stem}-{fingerprint[:16]}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, images, allow_pickle=False))
+        atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, images, allow_pickle=False), sync=False)
         text = json.dumps({"fingerprint": fingerprint, "source": str(root.resolve()), **meta})
-        _atomic_write(base.with_suffix(".json"), lambda f: f.write(text.encode()))
+        atomic_write(base.with_suffix(".json"), lambda f: f.write(text.encode()), sync=False)
     except OSError as err:
         warnings.warn(f"could not cache the decoded images in {folder} ({err}); set SESEMI_CACHE_DIR to a "
                       "writable folder to skip decoding next time", stacklevel=3)
@@ -494,17 +525,6 @@ def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict) -
     for stale in folder.iterdir():  # earlier versions of the same source
         if stale.name.startswith(f"{stem}-") and not stale.name.startswith(base.name):
             stale.unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, write) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 # ---------------------------------------------------------------- images for prediction

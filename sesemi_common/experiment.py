@@ -1,19 +1,22 @@
 """What both trainers do before the first step: data, split, statistics, run directory.
 
 Keeping this in one framework-free place is what makes the two frameworks train on the
-identical labeled subset with the identical normalization.
+identical labeled subset with the identical normalization, and gives both the same life of
+a run directory (see `sesemi_common.runs`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, resume_changes
 from .datasets import Dataset, load_dataset
-from .runs import RunDir
+from .methods import unlabeled_batch
+from .runs import RunDir, RunDirError, note
 from .sampling import check_batch_sizes
 from .splits import labeled_indices
 from .stats import channel_stats
@@ -39,25 +42,114 @@ class Experiment:
 
 
 def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: Dataset | None = None) -> Experiment:
-    """Load the data and fix the split; on resume, the saved config and split must match."""
+    """Load the data and fix the split; on resume, the saved config, split and data must match.
+
+    A new run replaces an unfinished start (no checkpoint, no summary) and refuses anything
+    else; nothing is written until the data, the split and the batch sizes are known to work.
+    """
     run = RunDir(run_dir)
+    changes = check_resumable(run, config) if resume else check_startable(run)
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    mean, std = channel_stats(dataset.train_images)
     if resume:
-        saved = run.read_config()
-        if saved.to_dict() != config.to_dict():
-            changed = [k for k in config.to_dict() if config.to_dict()[k] != saved.to_dict()[k]]
-            raise ConfigError(f"--resume with a config that differs from {run.path}/config.json in "
-                              f"section(s) {', '.join(changed)}: resume with the saved config")
-        labeled = run.read_split()["labeled"]
-    else:
-        if run.has_run():
-            raise ConfigError(f"{run.path} already holds a run: pass --resume to continue it, "
-                              "or choose another --run-dir")
-        labeled = labeled_indices(dataset.train_labels, config.data.n_labels,
-                                  len(dataset.class_names), config.data.split_seed)
-        run.write_config(config)
-        run.write_split(labeled, mean=mean, std=std)
-    check_batch_sizes(config.train.batch_labeled, config.train.batch_unlabeled, len(labeled),
-                      len(dataset.train_images))
+        return _resumed(config, run, dataset, changes)
+    labeled = check_new_run(config, dataset)
+    mean, std = channel_stats(dataset.train_images)
+    if run.state() == "unfinished":
+        note(f"note: {run.path} held an unfinished start (no checkpoint, no summary): replacing it")
+        run.clear()
+    run.write_config(config)
+    run.write_split(labeled, mean=mean, std=std, **data_fingerprint(dataset, labeled))
     return Experiment(config, run, dataset, labeled, mean, std)
+
+
+def check_new_run(config: Config, dataset: Dataset) -> np.ndarray:
+    """The labeled split of a new run, once its batch sizes are known to fit the data."""
+    labeled = labeled_indices(dataset.train_labels, config.data.n_labels, len(dataset.class_names),
+                              config.data.split_seed)
+    check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled),
+                      len(dataset.train_images))
+    return labeled
+
+
+def check_startable(run: RunDir) -> dict:
+    """Refuse to start a new run over one that has something to lose; {} (no changes) otherwise."""
+    run.check_folder()
+    state = run.state()
+    if state == "finished":
+        raise RunDirError(f"{run.path} already holds a run (finished, see its summary.json): pass --overwrite "
+                          "to replace it, or choose another --run-dir")
+    if state == "stopped":
+        raise RunDirError(f"{run.path} already holds a run (stopped at its checkpoint of step "
+                          f"{run.checkpoint_steps()[-1]}): pass --resume to continue it, --overwrite to replace "
+                          "it, or choose another --run-dir")
+    return {}
+
+
+def check_resumable(run: RunDir, config: Config) -> dict:
+    """Refuse a resume that cannot continue `run` with `config`; returns the allowed changes."""
+    run.require_run("nothing to resume; train without --resume to start a run there")
+    state = run.state()
+    if state == "finished":
+        raise RunDirError(f"{run.path} is finished (see its summary.json): nothing to resume")
+    if state == "unfinished":
+        raise RunDirError(f"{run.path} has no checkpoint yet (it stopped before its first one): train it again "
+                          "without --resume; the unfinished start is replaced")
+    return resume_changes(run.read_config(), config)
+
+
+def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict) -> Experiment:
+    split = run.read_split()
+    check_same_data(run, split, dataset)
+    labeled = split["labeled"]
+    if len(labeled) and labeled.max() >= len(dataset.train_labels):  # a run without a fingerprint
+        raise ConfigError(f"{run.path}/split.npz names training image {labeled.max()} but the data has only "
+                          f"{len(dataset.train_labels)}: put back the data the run started with, or start a new run")
+    check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled),
+                      len(dataset.train_images))
+    if "mean" in split:  # the statistics the run started with, so the resumed steps see the same inputs
+        mean, std = split["mean"], split["std"]
+    else:
+        mean, std = channel_stats(dataset.train_images)
+    if changes:
+        run.write_config(config)
+        listed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changes.items())
+        note(f"note: resuming {run.path} with {listed} (recorded in its config.json)")
+    return Experiment(config, run, dataset, labeled, mean, std)
+
+
+# ---------------------------------------------------------------- the data a run started with
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def data_fingerprint(dataset: Dataset, labeled: np.ndarray) -> dict[str, np.ndarray]:
+    """What a resumed run must find unchanged, as extras of split.npz.
+
+    The number of training images, the training labels in order, and the bytes of the labeled
+    images: enough to catch images removed, added, moved between classes or edited under the
+    labeled split, at the cost of one pass over the labels and the labeled images.
+    """
+    return {"data_n_train": np.int64(len(dataset.train_labels)),
+            "data_labels_sha256": np.asarray(_sha256(np.asarray(dataset.train_labels, np.int64))),
+            "data_labeled_sha256": np.asarray(_sha256(dataset.train_images[labeled]))}
+
+
+def check_same_data(run: RunDir, split: dict[str, np.ndarray], dataset: Dataset) -> None:
+    """Refuse to resume on data other than the run started with; warn for runs without a fingerprint."""
+    if "data_n_train" not in split:
+        note(f"warning: {run.path} was started before sesemi saved a fingerprint of its data: resuming without "
+             "checking that the training data is unchanged")
+        return
+    fix = "put back the data the run started with, or start a new run (--overwrite or another --run-dir)"
+    saved_n, n_train = int(split["data_n_train"]), len(dataset.train_labels)
+    if n_train != saved_n:
+        raise ConfigError(f"the training data changed since {run.path} started: it has {n_train} images, the run "
+                          f"started with {saved_n}; {fix}")
+    if _sha256(np.asarray(dataset.train_labels, np.int64)) != str(split["data_labels_sha256"]):
+        raise ConfigError(f"the training labels changed since {run.path} started (same {n_train} images, but "
+                          f"some moved to another class or were replaced); {fix}")
+    if _sha256(dataset.train_images[split["labeled"]]) != str(split["data_labeled_sha256"]):
+        raise ConfigError(f"the labeled training images changed since {run.path} started (same count and "
+                          f"labels, other pixels); {fix}")

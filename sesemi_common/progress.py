@@ -28,6 +28,15 @@ def first_non_finite(steps: Sequence[int], losses: Sequence[float]) -> int | Non
     return None
 
 
+_NO_CHECKPOINT = ("no checkpoint was written before it, so train again with a lower optim.lr (the unfinished "
+                  "start in the run directory is replaced)")
+
+
+def good_checkpoint_note(step: int, run_path) -> str:
+    return (f"the last good checkpoint is step {step}: continue from it with a lower lr, "
+            f"`train --run-dir {run_path} --resume optim.lr=<lower>`")
+
+
 class TrainingLog:
     def __init__(self, run: RunDir, total_steps: int, start_step: int, images_per_step: int,
                  steps_per_epoch: float, show_progress: bool = True):
@@ -47,7 +56,7 @@ class TrainingLog:
             self.bar.close()
             raise NonFiniteLossError(
                 f"loss became {metrics[steps.index(bad)]['loss']} at step {bad + 1}: lower optim.lr or check "
-                f"the data; {checkpoint_note or 'no checkpoint was written after it'}")
+                f"the data; {checkpoint_note or _NO_CHECKPOINT}")
         now = time.perf_counter()
         done = steps[-1] + 1
         speed = (done - self._clock_step) * self.images_per_step / max(now - self._clock, 1e-9)
@@ -87,7 +96,7 @@ def run_steps(log: TrainingLog, train: TrainConfig, steps: Iterable[tuple[int, A
         done = step + 1
         at_end = done == train.steps
         if done % train.log_every == 0 or done % train.checkpoint_every == 0 or at_end:
-            note = f"the last good checkpoint is step {saved_step}" if saved_step else ""
+            note = good_checkpoint_note(saved_step, log.run.path) if saved_step else ""
             host = fetch([metrics for _, metrics in buffer])
             last_record = log.log_steps([s for s, _ in buffer], host, checkpoint_note=note)
             buffer = []

@@ -35,7 +35,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise RuntimeError("the report needs matplotlib: pip install 'sesemi[dev]'") from err
+        raise RuntimeError("the report needs matplotlib: pip install matplotlib") from err
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for path in run_dirs:
         run = RunDir(path)

@@ -1,52 +1,118 @@
 """The run directory both frameworks write, so one report can read either.
 
     config.json     the full Config of the run
-    split.npz       `labeled` (sorted int64 indices) and extras such as `mean`, `std`
+    split.npz       `labeled` (sorted int64 indices), `mean`, `std`, and the data fingerprint
     metrics.jsonl   one JSON object per logged step or evaluation
     summary.json    written when the run ends
     checkpoints/    framework-specific, written by the trainers
 
+The life of a run directory, as `state()` names it:
+
+    empty        no config.json: nothing was started here
+    unfinished   config.json but no checkpoint and no summary: a start that failed or was
+                 stopped before its first checkpoint; it holds nothing worth keeping, so a new
+                 `train` replaces it
+    stopped      at least one checkpoint and no summary: `--resume` continues it
+    finished     summary.json exists; `--resume` never rewrites it
+
 JSON files and the split are written atomically (temporary file + os.replace), so a crash
-never leaves half a file; metric lines are appended and flushed one by one.
+never leaves half a file; metric lines are appended and flushed one by one. Reading never
+creates anything: only the write methods create the folder.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import re
+import shutil
+import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from .config import Config
+from .files import atomic_write
+
+# Names of complete checkpoints: orbax renames its `<step>` folder into place when the save is
+# complete, torch's `step_<step>.pt` is renamed into place too. Temporary names match neither.
+_CHECKPOINT_NAME = re.compile(r"^(?:(\d+)|step_(\d+)\.pt)$")
+# What a run writes; `clear` removes exactly these, never anything else a user keeps in the folder.
+_RUN_FILES = ("config.json", "split.npz", "metrics.jsonl", "summary.json")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the one-line message says what to do."""
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a run could be read; the message names each one and why."""
+
+
+def note(text: str) -> None:
+    """One line on stderr for the user: what sesemi did on its own, or what it skipped."""
+    print(text, file=sys.stderr, flush=True)
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
 
     @property
     def checkpoints(self) -> Path:
-        folder = self.path / "checkpoints"
-        folder.mkdir(exist_ok=True)
-        return folder
+        return self.path / "checkpoints"
+
+    def check_folder(self) -> None:
+        """Refuse a path that exists and is not a folder, before anything is read or written."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"--run-dir {self.path} is a file, not a folder: pass a folder (it is created "
+                              "if missing)")
 
     def has_run(self) -> bool:
         """Whether a run was started here (its config is written first)."""
         return (self.path / "config.json").is_file()
 
+    def is_finished(self) -> bool:
+        return (self.path / "summary.json").is_file()
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps of the complete checkpoints in `checkpoints/`, ascending (either framework's)."""
+        if not self.checkpoints.is_dir():
+            return []
+        matches = (_CHECKPOINT_NAME.match(p.name) for p in self.checkpoints.iterdir())
+        return sorted(int(m.group(1) or m.group(2)) for m in matches if m)
+
+    def state(self) -> str:
+        """'empty', 'unfinished', 'stopped' or 'finished' (see the module docstring)."""
+        if not self.has_run():
+            return "empty"
+        if self.is_finished():
+            return "finished"
+        return "stopped" if self.checkpoint_steps() else "unfinished"
+
+    def require_run(self, advice: str) -> None:
+        """Refuse a folder that holds no run, with `advice` saying what to pass instead."""
+        self.check_folder()
+        if not self.has_run():
+            where = "does not exist" if not self.path.exists() else "holds no run (no config.json)"
+            raise RunDirError(f"{self.path} {where}: {advice}")
+
+    def clear(self) -> None:
+        """Remove what a run wrote here (config, split, metrics, summary, checkpoints) and nothing else."""
+        for name in _RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        if self.checkpoints.is_dir():
+            shutil.rmtree(self.checkpoints)
+
     def write_config(self, config: Config) -> None:
-        _write_json(self.path / "config.json", config.to_dict())
+        _write_json(self._created("config.json"), config.to_dict())
 
     def read_config(self) -> Config:
-        return Config.load(self.path / "config.json")
+        return Config.load(self._existing("config.json"))
 
     def write_split(self, labeled: np.ndarray, **extra: np.ndarray) -> None:
         arrays = {"labeled": np.asarray(labeled, dtype=np.int64), **{k: np.asarray(v) for k, v in extra.items()}}
-        _atomic_write(self.path / "split.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(self._created("split.npz"), lambda f: np.savez(f, **arrays))
 
     def read_split(self) -> dict[str, np.ndarray]:
         """{'labeled': int64 indices, and every extra array given to write_split}."""
@@ -56,7 +122,7 @@ class RunDir:
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(_plain(dict(record)))
-        with open(self.path / "metrics.jsonl", "a") as f:
+        with open(self._created("metrics.jsonl"), "a") as f:
             f.write(line + "\n")
             f.flush()
 
@@ -74,28 +140,34 @@ class RunDir:
             except json.JSONDecodeError as err:
                 if number == len(lines) and not text.endswith("\n"):
                     break
-                raise ValueError(f"{path} line {number} is not JSON ({err}): fix or delete that line") from err
+                raise RunDirError(f"{path} line {number} is not JSON ({err}): fix or delete that line") from err
         return records
 
     def truncate_metrics(self, step: int) -> None:
         """Keep only records up to `step`: a resumed run rewrites what came after its checkpoint."""
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         text = "".join(json.dumps(r) + "\n" for r in kept)
-        _atomic_write(self.path / "metrics.jsonl", lambda f: f.write(text.encode()))
+        atomic_write(self._created("metrics.jsonl"), lambda f: f.write(text.encode()))
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
-        _write_json(self.path / "summary.json", dict(summary))
+        _write_json(self._created("summary.json"), dict(summary))
 
     def read_summary(self) -> dict:
         """The summary of a finished run; {} while the run has none."""
         path = self.path / "summary.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    def _created(self, name: str) -> Path:
+        """`path / name`, creating the folder first: the one place a run directory comes into being."""
+        self.check_folder()
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self.path / name
+
     def _existing(self, name: str) -> Path:
         path = self.path / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: is {self.path} a run directory written by "
-                                    "sesemi-jax/sesemi-torch train?")
+            raise RunDirError(f"{path} does not exist: is {self.path} a run directory written by "
+                              "sesemi-jax/sesemi-torch train?")
         return path
 
 
@@ -116,17 +188,4 @@ def _plain(value: Any) -> Any:
 
 def _write_json(path: Path, value: Any) -> None:
     text = json.dumps(_plain(value), indent=2, sort_keys=True) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+    atomic_write(path, lambda f: f.write(text.encode()))

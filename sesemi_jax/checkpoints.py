@@ -2,6 +2,8 @@
 
 Orbax writes each step into a temporary folder and renames it when complete, so a crash
 mid-write never leaves a broken latest checkpoint: `latest_step` only sees finished ones.
+A checkpoint broken later (disk, copy, hand) is skipped by `restore`, which falls back to
+the newest one that loads.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from sesemi_common.checkpoint_fallback import newest_that_loads
 
 
 def _manager(directory: Path) -> ocp.CheckpointManager:
@@ -22,6 +26,8 @@ def _manager(directory: Path) -> ocp.CheckpointManager:
 
 def save(directory: Path, step: int, state: Any) -> None:
     with _manager(directory) as manager:
+        if step in manager.all_steps():  # an unreadable checkpoint a fallback resume is now replacing
+            manager.delete(step)
         manager.save(step, args=ocp.args.StandardSave(state), force=True)
         manager.wait_until_finished()
 
@@ -34,10 +40,11 @@ def latest_step(directory: Path) -> int | None:
 
 
 def restore(directory: Path, like: Any, step: int | None = None) -> Any:
-    """The state saved at `step` (default: latest), shaped like `like` (a state of this run)."""
+    """The state saved at `step` (default: the newest that loads), shaped like `like` (a state of this run)."""
+    if not Path(directory).is_dir():  # checked first: the manager would create the folder
+        return newest_that_loads(directory, [], lambda _: None)
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
     with _manager(directory) as manager:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}: train without --resume first")
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        steps = manager.all_steps() if step is None else [step]
+        return newest_that_loads(directory, steps,
+                                 lambda s: manager.restore(s, args=ocp.args.StandardRestore(abstract)))

@@ -1,7 +1,9 @@
 """`torch.save` checkpoints written atomically: a crash mid-write never breaks the latest one.
 
 Each checkpoint is written to a temporary file in the same folder and renamed into place
-(`os.replace` is atomic on POSIX), so `step_<N>.pt` files are always complete.
+(`os.replace` is atomic on POSIX), so `step_<N>.pt` files are always complete. A checkpoint
+broken later (disk, copy, hand) is skipped by `restore`, which falls back to the newest one
+that loads.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from sesemi_common.checkpoint_fallback import newest_that_loads
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 KEEP = 2
@@ -44,7 +48,7 @@ def save(directory: Path, step: int, state: dict[str, Any]) -> Path:
 
 
 def restore(directory: Path, step: int | None = None) -> dict[str, Any]:
-    step = latest_step(directory) if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}: train without --resume first")
-    return torch.load(Path(directory) / f"step_{step}.pt", map_location="cpu", weights_only=False)
+    """The state saved at `step` (default: the newest that loads)."""
+    steps = _steps(directory) if step is None else [step]
+    return newest_that_loads(directory, steps, lambda s: torch.load(
+        Path(directory) / f"step_{s}.pt", map_location="cpu", weights_only=False))

@@ -65,7 +65,26 @@ def make_optimizer(model_or_groups: nn.Module | list[dict], optim_cfg: OptimConf
                            nesterov=optim_cfg.nesterov, weight_decay=optim_cfg.weight_decay)
 
 
+class ConfiguredLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """A `LambdaLR` whose peak lr is always this run's `optim.lr`, also after loading a saved state.
+
+    `--resume optim.lr=...` (the way out of a NaN) must train with the new lr, but the saved
+    optimizer and scheduler states both hold the old one. Loading the scheduler's state last
+    (after the optimizer's), this class puts the configured lr back; with an unchanged lr it
+    computes the very value the saved state held, so a plain resume stays exact.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        configured = list(self.base_lrs)
+        super().load_state_dict(state_dict)
+        self.base_lrs = configured
+        for group, base, multiplier in zip(self.optimizer.param_groups, configured, self.lr_lambdas):
+            group["initial_lr"] = base
+            group["lr"] = base * multiplier(self.last_epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: OptimConfig,
                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule: call `scheduler.step()` once after each `optimizer.step()`."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(optim_cfg, total_steps))
+    return ConfiguredLambdaLR(optimizer, lr_multiplier(optim_cfg, total_steps))

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sesemi_common.config import Config, ConfigError, apply_overrides
+from sesemi_common.config import Config, apply_overrides
 from sesemi_common.progress import NonFiniteLossError
-from sesemi_common.runs import RunDir
+from sesemi_common.runs import RunDir, RunDirError
 from tests.kill_resume import TINY, comparable_metrics, run_killed_then_resumed, run_uninterrupted
 
 
@@ -49,7 +49,7 @@ class LoopContract:
 
     def test_training_into_an_existing_run_needs_resume(self, tmp_path):
         self.fit(tiny("train.steps=4", "train.checkpoint_every=4"), tmp_path / "run", show_progress=False)
-        with pytest.raises(ConfigError, match="already holds a run: pass --resume"):
+        with pytest.raises(RunDirError, match=r"already holds a run \(finished, see its summary.json\): pass --overwrite"):
             self.fit(tiny("train.steps=4", "train.checkpoint_every=4"), tmp_path / "run", show_progress=False)
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sesemi_common.config import Config, ConfigError, apply_overrides, valid_keys
+from sesemi_common.config import Config, ConfigError, apply_overrides, resume_changes, valid_keys
 from sesemi_common.methods import ema_decay, get, unlabeled_batch
 
 
@@ -95,3 +95,38 @@ def test_ema_decay_in_force():
         apply_overrides(Config(), ["train.eval_ema=true"])
     with pytest.raises(ConfigError, match=r"train.ema_decay' must be in \[0, 1\)"):
         apply_overrides(Config(), ["train.ema_decay=1"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.weight_decay=nan", "config key 'optim.weight_decay' must be a finite number, got nan"),
+    ("optim.lr=inf", "config key 'optim.lr' must be a finite number, got inf"),
+    ("optim.momentum=0", "optim.nesterov needs optim.momentum > 0, got 0.0: set a momentum or optim.nesterov=false"),
+])
+def test_values_no_run_can_use_are_refused_when_parsed(override, message):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Config(), [override])
+    assert str(err.value) == message
+    assert apply_overrides(Config(), ["optim.momentum=0", "optim.nesterov=false"]).optim.momentum == 0.0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "holds a list (a JSON array), not a JSON object: write sections such as"),
+    ('{"train": 5}', """config section 'train' must be a JSON object of its keys, e.g. {"train": {"steps": ...}}, got 5"""),
+    ('{"optim": [0.1]}', "config section 'optim' must be a JSON object of its keys"),
+])
+def test_a_config_file_of_the_wrong_shape_says_what_shape(tmp_path, content, message):
+    (tmp_path / "c.json").write_text(content)
+    with pytest.raises(ConfigError) as err:
+        Config.load(tmp_path / "c.json")
+    assert message in str(err.value) and "did you mean" not in str(err.value)
+
+
+def test_resume_may_change_the_lr_and_the_cadence_only():
+    saved = apply_overrides(Config(), ["train.steps=40"])
+    assert resume_changes(saved, saved) == {}
+    lowered = apply_overrides(saved, ["optim.lr=0.01", "train.log_every=5"])
+    assert resume_changes(saved, lowered) == {"optim.lr": (0.05, 0.01), "train.log_every": (50, 5)}
+    with pytest.raises(ConfigError) as err:
+        resume_changes(saved, apply_overrides(saved, ["optim.lr=0.01", "data.n_labels=30"]))
+    assert str(err.value).startswith("--resume cannot change data.n_labels: the run started with "
+                                     "data.n_labels=100, this command asks for 30; only optim.lr,")

@@ -244,3 +244,33 @@ def test_read_images_from_files_and_folders(tmp_path):
     np.testing.assert_array_equal(images[0], expected_first)
     with pytest.raises(DatasetError, match=f"^{tmp_path}/nope.png does not exist: pass image files or folders"):
         read_images([tmp_path / "nope.png"], 6)
+
+
+def _sixteen_bit_gray(path, values):
+    Image.fromarray(np.asarray(values, dtype=np.uint16)).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"  # what Pillow gives back for a 16-bit gray PNG
+    return path
+
+
+SIXTEEN_BIT = np.array([[0, 255, 256, 257 * 100], [32768, 65280, 65534, 65535]], dtype=np.uint16)
+AS_EIGHT_BIT = np.array([[0, 0, 1, 100], [128, 255, 255, 255]], dtype=np.uint8)  # the high byte
+
+
+def test_sixteen_bit_png_is_scaled_not_saturated(tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+    _sixteen_bit_gray(tmp_path / "train" / "a" / "deep.png", SIXTEEN_BIT)
+    _sixteen_bit_gray(tmp_path / "test" / "a" / "deep.png", SIXTEEN_BIT)
+    images = load_imagefolder(tmp_path).train_images
+    np.testing.assert_array_equal(images[0], np.repeat(AS_EIGHT_BIT[..., None], 3, axis=-1))
+    square = np.vstack([SIXTEEN_BIT, SIXTEEN_BIT[::-1]])  # image_size: read_images resizes other shapes
+    paths, predicted = read_images([_sixteen_bit_gray(tmp_path / "p.png", square)], image_size=4)
+    np.testing.assert_array_equal(predicted[0], np.repeat(np.vstack([AS_EIGHT_BIT, AS_EIGHT_BIT[::-1]])[..., None],
+                                                          3, axis=-1))
+
+
+def test_floating_point_images_are_refused_by_name(tmp_path):
+    Image.fromarray(np.ones((4, 4), np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DatasetError, match=f"^image {tmp_path}/f.tif holds floating-point pixels"):
+        read_images([tmp_path / "f.tif"], 4)

@@ -1,3 +1,4 @@
+from sesemi_common import cli
 from sesemi_common.cli import main
 from sesemi_common.report import markdown_table, plot_runs
 from sesemi_common.runs import RunDir
@@ -27,3 +28,37 @@ def test_report_command_refuses_unfinished_runs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r.png")]) == 2
     assert "has no summary.json: pass finished run directories" in capsys.readouterr().err
+
+
+def test_report_to_a_missing_folder_is_one_line_before_any_work(tmp_path, capsys):
+    run = _fake_run(tmp_path / "a", "jax", 0.5, [1, 2, 3])
+    assert main(["report", str(run), "--out", str(tmp_path / "missing_dir" / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --out {tmp_path}/missing_dir/x.png: folder {tmp_path}/missing_dir does not exist: "
+                   "create it or choose another path\n")
+
+
+def test_a_bad_metrics_line_is_one_line(tmp_path, capsys):
+    run = _fake_run(tmp_path / "a", "jax", 0.5, [1, 2, 3])
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("garbage\n{\"step\": 40}\n")
+    assert main(["report", str(run), "--out", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run}/metrics.jsonl line 5 is not JSON") and err.count("\n") == 1
+    assert err.rstrip().endswith("fix or delete that line")
+
+
+def test_missing_packages_are_named_before_any_work(tmp_path, capsys, monkeypatch):
+    installed = {"jax", "flax", "optax", "orbax", "torch", "torchvision"}
+    monkeypatch.setattr(cli, "_installed", lambda package: package in installed)
+    monkeypatch.setattr(cli, "FRAMEWORKS", {})  # any training attempt would fail loudly
+    assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 2
+    assert capsys.readouterr().err == ("error: the report's curves need matplotlib, which is not installed: "
+                                       "pip install matplotlib\n")
+    installed -= {"optax", "orbax"}
+    assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 2
+    assert capsys.readouterr().err == "error: jax is installed but optax, orbax are not: pip install 'sesemi[jax]'\n"
+    run = _fake_run(tmp_path / "a", "jax", 0.5, [1, 2, 3])
+    assert main(["report", str(run), "--out", str(tmp_path / "r.png")]) == 2
+    assert "need matplotlib" in capsys.readouterr().err and not (tmp_path / "r.png").exists()
+    assert not (tmp_path / "demo").exists()

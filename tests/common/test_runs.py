@@ -1,16 +1,24 @@
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 
 from sesemi_common.config import Config, apply_overrides
-from sesemi_common.runs import RunDir
+from sesemi_common.runs import RunDir, RunDirError
 
 
-def test_creates_the_folder_and_checkpoints(tmp_path):
+def test_reading_never_creates_the_folder_writing_does(tmp_path):
     run = RunDir(tmp_path / "a" / "run")
-    assert run.path.is_dir() and not run.has_run()
-    assert run.checkpoints == tmp_path / "a" / "run" / "checkpoints" and run.checkpoints.is_dir()
+    assert not run.has_run() and run.state() == "empty" and run.checkpoint_steps() == []
+    assert run.read_metrics() == [] and run.read_summary() == {}
+    with pytest.raises(RunDirError, match="config.json does not exist"):
+        run.read_config()
+    assert not (tmp_path / "a").exists()
+    assert run.checkpoints == tmp_path / "a" / "run" / "checkpoints" and not run.checkpoints.exists()
+    run.write_config(Config())
+    assert run.path.is_dir() and run.has_run()
 
 
 def test_config_round_trip(tmp_path):
@@ -37,7 +45,7 @@ def test_split_round_trip_with_extras(tmp_path):
 
 
 def test_missing_split_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/split.npz does not exist: is {tmp_path} a run directory"):
+    with pytest.raises(RunDirError, match=f"{tmp_path}/split.npz does not exist: is {tmp_path} a run directory"):
         RunDir(tmp_path).read_split()
 
 
@@ -83,3 +91,57 @@ def test_summary_round_trip_and_atomic_overwrite(tmp_path):
     run.write_summary({"final_test_accuracy": 0.8125, "class_names": ["a", "b"], "steps": 6})
     assert run.read_summary() == {"final_test_accuracy": 0.8125, "class_names": ["a", "b"], "steps": 6}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no temporary files left
+
+
+def test_the_life_of_a_run_directory(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config(Config())
+    run.write_split([1, 2])
+    run.append_metrics({"step": 4, "loss": 1.0})
+    assert run.state() == "unfinished"
+    (run.checkpoints / ".8.orbax-checkpoint-tmp-123").mkdir(parents=True)  # a save cut short
+    (run.checkpoints / ".step_8.pt.tmp").write_bytes(b"half")
+    assert run.state() == "unfinished" and run.checkpoint_steps() == []
+    (run.checkpoints / "8").mkdir()  # orbax
+    (run.checkpoints / "step_16.pt").write_bytes(b"x")  # torch
+    assert run.state() == "stopped" and run.checkpoint_steps() == [8, 16]
+    run.write_summary({"final_test_accuracy": 0.5})
+    assert run.state() == "finished"
+
+
+def test_clear_removes_only_what_a_run_writes(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_config(Config())
+    run.write_split([1])
+    run.append_metrics({"step": 1})
+    run.write_summary({})
+    (run.checkpoints / "8").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    run.clear()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and run.state() == "empty"
+
+
+def test_a_file_is_not_a_run_directory(tmp_path):
+    (tmp_path / "f").write_text("x")
+    run = RunDir(tmp_path / "f")
+    with pytest.raises(RunDirError, match=f"--run-dir {tmp_path / 'f'} is a file, not a folder"):
+        run.check_folder()
+    with pytest.raises(RunDirError, match="is a file, not a folder"):
+        run.write_config(Config())
+    assert (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_respect_the_umask_like_open(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        run = RunDir(tmp_path / "run")
+        run.write_config(Config())
+        run.write_split([1, 2])
+        run.write_summary({"steps": 1})
+        run.append_metrics({"step": 1})
+        run.truncate_metrics(1)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run").iterdir()}
+    assert modes == dict.fromkeys(["config.json", "split.npz", "summary.json", "metrics.jsonl"], 0o666 & ~umask)

@@ -4,6 +4,7 @@ from tests.cli_contract import TINY, CliContract
 
 class TestJaxCli(CliContract):
     main = staticmethod(cli.main)
+    framework = "jax"
 
     def test_pytorch_weights_file_says_how_to_convert(self, capsys, tmp_path):
         code, err = self.run(capsys, "train", *TINY, f"model.weights={tmp_path / 'resnet18.pth'}",

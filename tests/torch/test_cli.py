@@ -4,6 +4,7 @@ from tests.cli_contract import TINY, CliContract
 
 class TestTorchCli(CliContract):
     main = staticmethod(cli.main)
+    framework = "torch"
 
 
 def test_a_device_this_machine_lacks_is_refused_before_training(capsys, tmp_path):
