@@ -24,6 +24,12 @@ import optax
 from sesemi_common.config import OptimConfig, check_optim
 
 
+def _as_float(count):
+    # JAX's default float: float32, or float64 under x64 (the float64 lockstep rung,
+    # parity_tests/test_long_horizon.py, where a float32 lr alone moved the run 1e-7 a step).
+    return jnp.asarray(count).astype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
 def _decay_schedule(optim_cfg: OptimConfig, decay_steps: int) -> optax.Schedule:
     # Not optax.polynomial_schedule / cosine_decay_schedule: in float32 their `1 - t/T` and
     # `1 + cos(pi t/T)` cancel near the end of training (relative lr error 4e-5 for poly and 1.5e-2
@@ -32,7 +38,7 @@ def _decay_schedule(optim_cfg: OptimConfig, decay_steps: int) -> optax.Schedule:
     lr, power = optim_cfg.lr, optim_cfg.poly_power
 
     def remaining_fraction(count):
-        return jnp.clip(decay_steps - count, 0, decay_steps).astype(jnp.float32) / decay_steps
+        return _as_float(jnp.clip(decay_steps - count, 0, decay_steps)) / decay_steps
 
     if optim_cfg.schedule == "poly":
         return lambda count: lr * remaining_fraction(count) ** power
@@ -48,8 +54,8 @@ def lr_schedule(optim_cfg: OptimConfig, total_steps: int) -> optax.Schedule:
     decay = _decay_schedule(optim_cfg, total_steps - warmup)
     if warmup == 0:
         return decay
-    ramp = optax.linear_schedule(0.0, optim_cfg.lr, warmup)
-    return optax.join_schedules([ramp, decay], [warmup])
+    lr = optim_cfg.lr
+    return optax.join_schedules([lambda count: lr * _as_float(count) / warmup, decay], [warmup])
 
 
 def _leaf_name(path) -> str:

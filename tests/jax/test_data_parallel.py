@@ -11,6 +11,7 @@ is chaotic, a 1e-6 relative nudge of the initial weights moved the step-3 loss b
 measurement, so summation-order noise may not be judged by the loss several steps later."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -55,7 +56,8 @@ def test_a_run_on_two_devices_trains_and_evaluates(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 8 and 0.0 <= summary["final_test_accuracy"] <= 1.0
-    assert 0.0 < summary["final_loss"] < 10.0
+    # Finishing means a finite loss; its value after 8 chaotic steps is not judged (see the docstring).
+    assert math.isfinite(summary["final_loss"]) and summary["final_loss"] > 0.0
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
