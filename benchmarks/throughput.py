@@ -21,7 +21,7 @@ so load from other processes hits all variants alike; the table gives medians. J
 the state at the end of a repetition; torch on CPU needs no sync (cuda: `synchronize`).
 
 "input %" is the share of the step spent on the input pipeline timed alone, per framework:
-JAX: one jit of `sample_spec` + `_model_inputs` (the step's own keys); torch: next batch from
+JAX: one jit of `sample_spec` + `model_inputs`; torch: next batch from
 the loader + `model_inputs`. Inside the fused JAX step XLA may overlap or fuse this work, so
 the JAX share is an estimate.
 
@@ -88,10 +88,11 @@ class Variant:
 
 
 # ----------------------------------------------------------------------------- setting
-def make_config(backbone: str, args: argparse.Namespace) -> Config:
+def make_config(backbone: str, method: str, args: argparse.Namespace) -> Config:
     return Config.from_dict({
         "data": {"n_labels": args.labeled},
         "model": {"backbone": backbone},
+        "method": {"name": method},
         "train": {"steps": ENDLESS, "batch_labeled": args.batch_labeled, "batch_unlabeled": args.batch_unlabeled},
     })
 
@@ -330,6 +331,7 @@ def describe_setting(args: argparse.Namespace, device: torch.device) -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet20,wrn28_2", help="comma-separated backbones")
+    parser.add_argument("--methods", default="sesemi", help="comma-separated registered methods (method.name)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repetitions; the median is reported")
@@ -360,15 +362,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     synthetic = synthetic_data(args.images, args.labeled)
     rows = []
     for backbone in args.models.split(","):
-        config = make_config(backbone, args)
-        print(f"{backbone}:", flush=True)
-        variants, pipelines = build_variants(args.variants.split(","), config, synthetic, device,
-                                             args.dtype == "bfloat16")
-        input_s = measure(variants, pipelines, args)
-        images = images_per_step(config)
-        rows += rows_for(backbone, variants, input_s, images, setting)
+        for method in args.methods.split(","):
+            config = make_config(backbone, method, args)
+            name = backbone if method == "sesemi" else f"{backbone} {method}"
+            print(f"{name}:", flush=True)
+            variants, pipelines = build_variants(args.variants.split(","), config, synthetic, device,
+                                                 args.dtype == "bfloat16")
+            input_s = measure(variants, pipelines, args)
+            rows += rows_for(name, variants, input_s, images_per_step(config), setting)
     setting["load_average_after"] = os.getloadavg()
-    print(f"\n{args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x 6 views per step; median of "
+    print(f"\n{args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x each method's views per step; median of "
           f"{args.repeats} x {args.steps_per_repeat} steps; load average before {setting['load_average_before']}, "
           f"after {setting['load_average_after']}\n")
     print(markdown(rows))
