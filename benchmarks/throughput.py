@@ -8,7 +8,7 @@ Variants (all run the trainers' own code, nothing re-implemented):
                        gather, augmentation, proxy views, both backbone calls, loss, grads, update,
                        state donated; XLA options from `compiler_options()` (YNNPACK off on CPU).
   jax_ynnpack          the same step jitted with `compiler_options={}` (jaxlib's default YNNPACK
-                       kernels), on CPU only: the before/after of benchmarks/jax_speed_study.py.
+                       kernels), on CPU only: the before/after of compiler_options() (benchmarks/ynnpack_check.py).
   torch_eager          `sesemi_torch.train.train_step` fed by `SpecSampler` + `SpecBatches`
                        (`batch_loader`, as the loop does): spec drawing, gather, augmentation, views.
   torch_channels_last  the model in channels_last memory format and `channels_last=True`.
@@ -40,7 +40,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -54,6 +53,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import seconds_per_step  # noqa: E402  (benchmarks/timing.py)
 from sesemi_common.config import Config  # noqa: E402
 from sesemi_common.methods import ema_decay, images_per_step  # noqa: E402
 from sesemi_common.splits import labeled_indices  # noqa: E402
@@ -237,12 +237,6 @@ def torch_input_pipeline(config: Config, synthetic: Synthetic, device: torch.dev
 
 
 # ----------------------------------------------------------------------------- timing
-def seconds_per_step(run: Callable[[int], None], steps: int) -> float:
-    started = time.perf_counter()
-    run(steps)
-    return (time.perf_counter() - started) / steps
-
-
 def warm_up(variant: Variant, steps: int) -> None:
     """Compiles (jit, torch.compile); a variant that fails here is reported, not raised."""
     try:

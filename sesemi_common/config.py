@@ -181,12 +181,12 @@ def _json_kind(value: Any) -> str:
 
 def _check_sections(values: dict[str, Any]) -> None:
     """A section given as a plain value (`{"train": 5}`) is a misplaced section, not a typo of a key."""
-    for field in dataclasses.fields(Config):
-        value = values.get(field.name)
-        if field.name in values and not isinstance(value, dict):
-            example = dataclasses.fields(field.default_factory())[0].name
-            raise ConfigError(f"config section '{field.name}' must be a JSON object of its keys, e.g. "
-                              f'{{"{field.name}": {{"{example}": ...}}}}, got {json.dumps(value)}')
+    for section in dataclasses.fields(Config):
+        value = values.get(section.name)
+        if section.name in values and not isinstance(value, dict):
+            example = dataclasses.fields(section.default_factory())[0].name
+            raise ConfigError(f"config section '{section.name}' must be a JSON object of its keys, e.g. "
+                              f'{{"{section.name}": {{"{example}": ...}}}}, got {json.dumps(value)}')
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -222,7 +222,8 @@ def compiler_options() -> dict[str, str]:
     convolutions to YNNPACK, which runs them up to 7.6x slower than XLA's own Eigen kernels
     (149 ms against 19.6 ms for a 32x32 16->16 conv on 128 images); turning the YNNPACK
     fusions off made the ResNet-20 step 1.09x and the WRN-28-2 step 1.82x faster on one core
-    (benchmarks/jax_speed_study.py). Only the kernel choice changes, not the maths."""
+    (the former benchmarks/jax_speed_study.py; benchmarks/ynnpack_check.py re-tests it). Only the
+    kernel choice changes, not the maths."""
     if jax.default_backend() != "cpu":
         return {}
     return {"xla_cpu_experimental_ynn_fusion_type": ""}

@@ -12,8 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sesemi_common.config import AugmentConfig
-from sesemi_common.sampling import crop_geometry
 from sesemi_common.stats import normalization_table
 
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
@@ -101,24 +99,3 @@ def lookup_normalized(images: jax.Array, table: jax.Array) -> jax.Array:
     """Normalize uint8 NHWC images with a (C, 256) table from `normalization_table`."""
     channels = jnp.arange(table.shape[0])
     return jnp.asarray(table)[channels, images.astype(jnp.int32)]
-
-
-def augment_supervised(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:
-    """Supervised branch: the configured crop, then a random left-right flip when `augment.hflip`.
-
-    `augment` holds Python values, fixed at trace time: jit a closure over it, e.g.
-    `jax.jit(lambda k, x: augment_supervised(k, x, cfg.augment))`.
-    """
-    padding, mode = crop_geometry(augment)
-    crop_key, flip_key = jax.random.split(key)
-    n = images.shape[0]
-    cropped = apply_crop(images, sample_crop_params(crop_key, n, padding), padding, mode)
-    if not augment.hflip:
-        return cropped
-    return apply_hflip(cropped, sample_flip_params(flip_key, n))
-
-
-def augment_self(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:
-    """Self-supervised branch: the configured crop only; flips are proxy labels here, never random."""
-    padding, mode = crop_geometry(augment)
-    return apply_crop(images, sample_crop_params(key, images.shape[0], padding), padding, mode)

@@ -20,7 +20,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import is_pure_tensor
 
 from sesemi_common.config import AugmentConfig
-from sesemi_common.sampling import crop_geometry
 from sesemi_common.stats import normalization_table
 
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
@@ -107,22 +106,6 @@ def lookup_normalized(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor
     # gather along a flat row is ~5x faster on CPU than indexing table[channel, level]
     flat = table.gather(1, levels.reshape(levels.shape[0], -1).long())
     return flat.reshape(levels.shape).movedim(0, -3).contiguous()
-
-
-def augment_supervised(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
-    """Supervised branch: the configured crop, then a random left-right flip when `augment.hflip`."""
-    padding, mode = crop_geometry(augment)
-    n = images.shape[0]
-    cropped = apply_crop(images, sample_crop_params(rng, n, padding), padding, mode)
-    if not augment.hflip:
-        return cropped
-    return apply_hflip(cropped, sample_flip_params(rng, n))
-
-
-def augment_self(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
-    """Self-supervised branch: the configured crop only; flips are proxy labels here, never random."""
-    padding, mode = crop_geometry(augment)
-    return apply_crop(images, sample_crop_params(rng, images.shape[0], padding), padding, mode)
 
 
 class RandomPadCrop(v2.Transform):

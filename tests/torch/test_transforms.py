@@ -140,25 +140,6 @@ def test_normalize_matches_numpy():
     assert torch.equal(single, out[1])
 
 
-def test_augment_branches():
-    images = asymmetric_batch(n=64, size=6, channels=1)
-    generator = torch.Generator().manual_seed(0)
-    flip_only = AugmentConfig(crop="translate", translate=0, hflip=True)
-    out = nhwc(transforms.augment_supervised(generator, nchw(images), flip_only))
-    flipped = [np.array_equal(o, np.fliplr(i)) for i, o in zip(images, out)]
-    kept = [np.array_equal(o, i) for i, o in zip(images, out)]
-    assert all(f or k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48
-    # the self branch never flips: with no translation it is the identity
-    np.testing.assert_array_equal(nhwc(transforms.augment_self(generator, nchw(images), flip_only)), images)
-    # same generator state, same draws: augment_self is sample_crop_params + apply_crop
-    translate = AugmentConfig(crop="translate", translate=2)
-    state = generator.get_state()
-    out = transforms.augment_self(generator, nchw(images), translate)
-    offsets = transforms.sample_crop_params(torch.Generator().set_state(state), 64, 2)
-    assert len(set(map(tuple, offsets.tolist()))) > 10
-    assert torch.equal(out, transforms.apply_crop(nchw(images), offsets, 2, "reflect"))
-
-
 def test_v2_translate_is_apply_crop_with_global_rng():
     image = nchw(asymmetric_batch(n=1, size=8, channels=3))[0]
     torch.manual_seed(7)
