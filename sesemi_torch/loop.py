@@ -82,7 +82,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
     loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs)
-    log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch, show_progress)
+    log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch,
+                      show_progress)
 
     def evaluate() -> float:
         return accuracy(ema.module if config.train.eval_ema else model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
