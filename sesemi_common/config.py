@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50
+    backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50 | convnet13
     dropout: float = 0.0  # supervised head only
     weights: str = ""  # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX)
     joint_forward: bool = False  # one backbone call on [labeled; self] instead of two
@@ -130,7 +130,7 @@ class Config:
 
 CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
-    "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50"),
+    "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
     "optim.schedule": ("poly", "cosine", "constant"),
 }
