@@ -66,6 +66,8 @@ class AugmentConfig:
     translate: int = 2
     crop_padding: int = 4
     hflip: bool = True  # supervised branch only: flips are proxy labels on the self branch
+    normalize: str = "channel"  # channel (training-set mean/std per channel) | zca (GCN then ZCA, the paper's)
+    noise_std: float = 0.0  # additive Gaussian noise on every normalized input (the paper's: 0.15)
 
 
 @dataclass
@@ -132,6 +134,7 @@ CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
+    "augment.normalize": ("channel", "zca"),
     "optim.schedule": ("poly", "cosine", "constant"),
 }
 
@@ -296,6 +299,7 @@ def validate(config: Config) -> None:
         **{key: value for key, value in _leaves(config.method, "method.").items()
            if isinstance(value, (int, float)) and not isinstance(value, bool)},
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
+        "augment.noise_std": config.augment.noise_std,
     }
     for key, value in non_negative.items():
         if value < 0:

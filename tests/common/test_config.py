@@ -38,7 +38,10 @@ def test_save_load_round_trip(tmp_path):
     (["optim.lr=-0.1"], "config key 'optim.lr' must be positive, got -0.1"),
     (["optim.lr=fast"], "config key 'optim.lr' needs a float, got 'fast'"),
     (["model.backbone=resnet21"], "config key 'model.backbone' must be one of resnet20, wrn28_2, resnet18, "
-                                  "resnet50, got 'resnet21'; did you mean 'resnet20'?"),
+                                  "resnet50, convnet13, got 'resnet21'; did you mean 'resnet20'?"),
+    (["augment.normalize=zcaa"], "config key 'augment.normalize' must be one of channel, zca, got 'zcaa'; "
+                                 "did you mean 'zca'?"),
+    (["augment.noise_std=-0.1"], "config key 'augment.noise_std' must be zero or positive, got -0.1"),
     (["model.joint_forward=maybe"], "config key 'model.joint_forward' needs true or false, got 'maybe'"),
     (["optim.lr"], "override 'optim.lr' is not of the form section.key=value"),
     (["train.batch_unlabeled=0"], "method 'sesemi' needs train.batch_unlabeled > 0"),

@@ -286,7 +286,7 @@ def test_dropout_acts_on_the_supervised_head_in_train_only():
 
 def test_unknown_backbone_names_the_choices():
     with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, wrn28_2, "
-                                         "resnet18, resnet50"):
+                                         "resnet18, resnet50, convnet13"):
         make_model("resnet21", 10)
 
 
