@@ -14,6 +14,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field, make_dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -117,9 +118,14 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
+        """A JSON config file, or a preset shipped with sesemi by name (`paper`); a file of that
+        name in the working directory wins over the preset."""
         path = Path(path)
+        if not path.is_file() and str(path) in preset_names():
+            path = preset_path(str(path))
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist: pass the path of a JSON config")
+            raise ConfigError(f"config file {path} does not exist: pass the path of a JSON config or a "
+                              f"preset ({', '.join(preset_names())})")
         try:
             values = json.loads(path.read_text())
         except json.JSONDecodeError as err:
@@ -128,6 +134,18 @@ class Config:
             raise ConfigError(f"config file {path} holds {_a(type(values))} ({_json_kind(values)}), not a JSON "
                               'object: write sections such as {"optim": {"lr": 0.1}}')
         return cls.from_dict(values)
+
+
+def preset_path(name: str) -> Path:
+    """The shipped preset `name` (sesemi_common/presets/NAME.json, package data)."""
+    return Path(str(resources.files("sesemi_common") / "presets" / f"{name}.json"))
+
+
+def preset_names() -> tuple[str, ...]:
+    """Presets shipped with sesemi: `paper` follows the SESEMI paper's code (docs/PAPER_PRESET.md)."""
+    folder = resources.files("sesemi_common") / "presets"
+    return tuple(sorted(entry.name.removesuffix(".json") for entry in folder.iterdir()
+                        if entry.name.endswith(".json")))
 
 
 CHOICES = {
