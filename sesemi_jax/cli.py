@@ -36,8 +36,9 @@ class JaxBackend:
         variables = loop.eval_variables(checkpoints.restore(run.checkpoints, like), config)
         split = run.read_split()
         eval_logits = make_eval_logits(model)
+        zca = (split["zca_mean"], split["zca_matrix"]) if config.augment.normalize == "zca" else None
         return lambda images: predict_logits(eval_logits, variables, images, split["mean"], split["std"],
-                                             config.train.eval_batch_size)
+                                             config.train.eval_batch_size, zca)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

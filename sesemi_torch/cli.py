@@ -12,7 +12,7 @@ from sesemi_common import commands
 from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 
-from . import checkpoints, loop
+from . import checkpoints, loop, transforms
 from .convert import WeightsError
 from .methods import registry
 from .models import make_model
@@ -33,7 +33,10 @@ class TorchBackend:
         model.load_state_dict(ema_weights(saved["ema"]) if config.train.eval_ema else saved["model"])
         split = run.read_split()
         mean, std = torch.as_tensor(split["mean"]), torch.as_tensor(split["std"])
-        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size)
+        zca = None
+        if config.augment.normalize == "zca":
+            zca = transforms.zca_tensors((split["zca_mean"], split["zca_matrix"]))
+        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size, zca=zca)
 
 
 def ema_weights(ema_state_dict: dict) -> dict:

@@ -156,3 +156,24 @@ def all_crops(images, padding, mode):
 def crop_index(crop, candidates):
     matches = [i for i, c in enumerate(candidates) if np.array_equal(c, crop)]
     return matches[0] if matches else None
+
+
+def test_noise_has_the_asked_standard_deviation_and_is_added_as_is():
+    noise = transforms.sample_noise_params(jax.random.key(0), (64, 32, 32, 3), 0.15)
+    assert noise.dtype == jnp.float32 and noise.shape == (64, 32, 32, 3)
+    # 196,608 draws: the sample std is within 0.3% of 0.15 (its standard error is 0.16%) and the mean near 0.
+    assert abs(float(noise.std()) / 0.15 - 1) < 0.003 and abs(float(noise.mean())) < 0.003
+    x = jnp.ones((64, 32, 32, 3))
+    np.testing.assert_array_equal(transforms.apply_noise(x, noise), np.asarray(x) + np.asarray(noise))
+
+
+def test_gcn_zca_with_identity_statistics_is_gcn():
+    """With mean 0 and the identity matrix, ZCA is a no-op and what is left is GCN: each image
+    centered, with L2 norm 55; a constant image stays 0."""
+    images = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
+    images[2] = 9
+    out = np.asarray(transforms.gcn_zca(jnp.asarray(images), jnp.zeros(48), jnp.eye(48)))
+    flat = out.reshape(3, -1)
+    np.testing.assert_allclose(flat[:2].mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(flat[:2], axis=1), 55.0, rtol=1e-6)
+    np.testing.assert_array_equal(flat[2], 0.0)
