@@ -219,8 +219,8 @@ def markdown(results: list[dict], cells: dict, gains: list[dict], parity: list[d
     train = run_config(args, RunKey(args.labels[0], "sesemi", args.frameworks[0], 0)).train
     lines = [f"# Trend study: {' vs '.join(args.frameworks)}, independent random streams", "",
              f"CIFAR-10 JPEG ({args.data_root}), {args.backbone}, {args.steps} steps, batch "
-             f"{train.batch_labeled} labeled + {train.batch_unlabeled} unlabeled x 6 views (SESEMI; the "
-             f"baseline has no unlabeled batch), seeds 0..{args.seeds - 1}, evaluation every {train.eval_every} "
+             f"{train.batch_labeled} labeled + {train.batch_unlabeled} unlabeled, each in its method's views (6 for "
+             f"SESEMI, 2 for pi_model and mean_teacher, 1 for entmin; the baseline has no unlabeled batch), seeds 0..{args.seeds - 1}, evaluation every {train.eval_every} "
              f"steps on the 10,000 test images. Extra overrides: {' '.join(args.overrides) or 'none'}.", "",
              "## Final test accuracy (%), mean +- std over seeds", "",
              "| labels | method | framework | seeds | mean | std |", "|---:|---|---|---:|---:|---:|"]
