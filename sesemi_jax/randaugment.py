@@ -23,12 +23,26 @@ from sesemi_common import randaugment as spec
 _F32 = jnp.float32
 
 
+def sample_ops(key: jax.Array, n: int) -> jax.Array:
+    return jax.random.randint(key, (n, spec.NUM_LAYERS), 0, len(spec.OPS), dtype=jnp.int32)
+
+
+def sample_magnitudes(key: jax.Array, n: int) -> jax.Array:
+    return jax.random.uniform(key, (n, spec.NUM_LAYERS), _F32)
+
+
+def sample_cutout(key: jax.Array, n: int) -> jax.Array:
+    return jax.random.uniform(key, (n, 3), _F32)
+
+
+# The registry's view-parameter kinds (sesemi_common.methods.ViewParam) drawn here.
+SAMPLERS = {"randaugment_ops": sample_ops, "randaugment_magnitudes": sample_magnitudes, "cutout": sample_cutout}
+
+
 def sample_params(key: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(ops int32 (n, 2), magnitudes float32 (n, 2) in [0, 1), cutout float32 (n, 3) in [0, 1))."""
     ops_key, magnitude_key, cutout_key = jax.random.split(key, 3)
-    ops = jax.random.randint(ops_key, (n, spec.NUM_LAYERS), 0, len(spec.OPS), dtype=jnp.int32)
-    return (ops, jax.random.uniform(magnitude_key, (n, spec.NUM_LAYERS), _F32),
-            jax.random.uniform(cutout_key, (n, 3), _F32))
+    return sample_ops(ops_key, n), sample_magnitudes(magnitude_key, n), sample_cutout(cutout_key, n)
 
 
 def apply(images: jax.Array, ops: jax.Array, magnitudes: jax.Array, cutout_params: jax.Array) -> jax.Array:

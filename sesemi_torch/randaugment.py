@@ -24,11 +24,25 @@ from sesemi_common import randaugment as spec
 NEAREST = InterpolationMode.NEAREST
 
 
+def sample_ops(generator: torch.Generator | None, n: int) -> torch.Tensor:
+    return torch.randint(0, len(spec.OPS), (n, spec.NUM_LAYERS), generator=generator, dtype=torch.int32)
+
+
+def sample_magnitudes(generator: torch.Generator | None, n: int) -> torch.Tensor:
+    return torch.rand((n, spec.NUM_LAYERS), generator=generator, dtype=torch.float32)
+
+
+def sample_cutout(generator: torch.Generator | None, n: int) -> torch.Tensor:
+    return torch.rand((n, 3), generator=generator, dtype=torch.float32)
+
+
+# The registry's view-parameter kinds (sesemi_common.methods.ViewParam) drawn here.
+SAMPLERS = {"randaugment_ops": sample_ops, "randaugment_magnitudes": sample_magnitudes, "cutout": sample_cutout}
+
+
 def sample_params(generator: torch.Generator | None, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ops int32 (n, 2), magnitudes float32 (n, 2) in [0, 1), cutout float32 (n, 3) in [0, 1))."""
-    ops = torch.randint(0, len(spec.OPS), (n, spec.NUM_LAYERS), generator=generator, dtype=torch.int32)
-    magnitudes = torch.rand((n, spec.NUM_LAYERS), generator=generator, dtype=torch.float32)
-    return ops, magnitudes, torch.rand((n, 3), generator=generator, dtype=torch.float32)
+    return sample_ops(generator, n), sample_magnitudes(generator, n), sample_cutout(generator, n)
 
 
 def apply(images: torch.Tensor, ops, magnitudes, cutout_params) -> torch.Tensor:
