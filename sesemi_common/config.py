@@ -74,7 +74,7 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # coupled, conv and linear kernels only
-    schedule: str = "poly"  # poly: lr (1 - t/T)^power | cosine | constant
+    schedule: str = "poly"  # poly: lr (1 - t/T)^power | cosine | constant | fixmatch_cosine: lr cos(7 pi t / 16T)
     poly_power: float = 0.5
     warmup_steps: int = 0  # linear warm-up from 0 to lr
 
@@ -132,7 +132,7 @@ CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50"),
     "augment.crop": ("translate", "pad_crop"),
-    "optim.schedule": ("poly", "cosine", "constant"),
+    "optim.schedule": ("poly", "cosine", "constant", "fixmatch_cosine"),
 }
 
 
