@@ -1,7 +1,12 @@
 """Rung "methods" (DESIGN.md section 5): for every registered method, its views from the same
 numpy-drawn parameters (exact, as the transforms rung), and its loss, each named term and the
 gradient of the total with respect to every logit it reads, from identical logits (rtol 1e-6,
-as the losses rung; a few ulps absolute where a gradient cancels to ~0)."""
+as the losses rung; a few ulps absolute where a gradient cancels to ~0).
+
+RandAugment views (FixMatch's strong view) are exact for the images whose drawn ops are all
+exact ones; the blend and resampling ops have their own bounds, with their causes, in
+parity_tests/test_randaugment_parity.py, and a 1-level blend difference can grow through a
+second op (posterize, equalize), so those images are left to that rung."""
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +15,13 @@ import pytest
 import torch
 
 from sesemi_common import methods as registry
+from sesemi_common import randaugment
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.sampling import sample_view_params_numpy
 from sesemi_jax import methods as jax_methods
 from sesemi_torch import methods as torch_methods
+
+from .test_randaugment_parity import EXACT_OPS
 
 NUM_CLASSES, N_UNLABELED = 10, 5
 WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).views_per_image]
@@ -21,7 +29,8 @@ WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).vie
 
 def _config(name: str) -> Config:
     # Mid-ramp-up, so the ramp-up weight itself is compared too.
-    rampup = [f"method.{name}.rampup_steps=10"] if registry.get(name).knobs else []
+    knobs = registry.get(name).knobs
+    rampup = [f"method.{name}.rampup_steps=10"] if knobs and hasattr(knobs, "rampup_steps") else []
     return apply_overrides(Config(), [f"method.name={name}", *rampup])
 
 
@@ -37,10 +46,23 @@ def test_views_from_the_same_parameters_are_identical(name, np_rng):
     total = sum(len(v) for v in j_views.values())
     assert total == N_UNLABELED * spec.views_per_image
     for view in j_views:
-        np.testing.assert_array_equal(np.asarray(j_views[view]), t_views[view].permute(0, 2, 3, 1).numpy())
+        compared = _exactly_comparable(spec, params, view)
+        assert compared.any()
+        np.testing.assert_array_equal(np.asarray(j_views[view])[compared],
+                                      t_views[view].permute(0, 2, 3, 1).numpy()[compared])
     assert set(j_targets) == set(t_targets)
     for key in j_targets:
         np.testing.assert_array_equal(np.asarray(j_targets[key]), t_targets[key].numpy())
+
+
+def _exactly_comparable(spec: registry.MethodSpec, params: dict, view: str) -> np.ndarray:
+    """Images of `view` that must match exactly: all, unless the view's RandAugment drew an op
+    with a bound of its own (see the module docstring). A view's parameters share its name's prefix."""
+    ops = [params[p.name] for p in spec.view_params if p.kind == "randaugment_ops" and p.name.startswith(view)]
+    exact = np.ones(N_UNLABELED * spec.views_per_image // len({b.view for b in spec.branches}), bool)
+    for drawn in ops:
+        exact &= np.isin(drawn, [randaugment.op_index(name) for name in EXACT_OPS]).all(axis=1)
+    return exact
 
 
 def _logits(spec: registry.MethodSpec, rng: np.random.Generator, view_sizes: dict[str, int]):
@@ -50,6 +72,8 @@ def _logits(spec: registry.MethodSpec, rng: np.random.Generator, view_sizes: dic
                for b in spec.branches}
     targets = {h: rng.integers(0, classes[h], view_sizes[b.view])
                for b in spec.branches for h in b.heads if h != "sup"}
+    if spec.views_per_image:  # the trainers pass the unlabeled images' labels, for logging only
+        targets["true_labels"] = rng.integers(0, NUM_CLASSES, N_UNLABELED)
     return outputs, targets
 
 

@@ -113,7 +113,7 @@ def run_jax(cfg, init, grads):
     return params, np.asarray(lrs), int(optax.tree_utils.tree_get(opt_state, "count"))
 
 
-@pytest.mark.parametrize("schedule", ["poly", "cosine"])
+@pytest.mark.parametrize("schedule", ["poly", "cosine", "fixmatch_cosine"])
 def test_params_after_k_steps_match(schedule):
     cfg = dataclasses.replace(OptimConfig(), schedule=schedule, warmup_steps=5)
     shapes = {name: tuple(p.shape) for name, p in TorchNet().named_parameters()}
@@ -127,6 +127,9 @@ def test_params_after_k_steps_match(schedule):
     assert count == STEPS
     np.testing.assert_allclose(jax_lrs, torch_lrs, rtol=RTOL, atol=0)
     assert jax_lrs[0] == torch_lrs[0] == 0.0 and torch_lrs[5] == pytest.approx(0.05)
+    if schedule == "fixmatch_cosine":  # FixMatch's form: lr cos(7 pi k / 16 K) over the K = 45 steps after warm-up
+        k = np.arange(5, STEPS)
+        np.testing.assert_allclose(torch_lrs[5:], 0.05 * np.cos(7 * np.pi * (k - 5) / (16 * (STEPS - 5))), rtol=1e-12)
     expected = to_flax(torch_params)
     assert jax.tree.structure(jax_params) == jax.tree.structure(expected)
     for name, ((module, leaf), _) in TO_FLAX.items():

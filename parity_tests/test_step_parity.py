@@ -49,6 +49,9 @@ CASES = [
     ("resnet20", ["method.name=mean_teacher", "method.mean_teacher.rampup_steps=0", "train.ema_decay=0.9"]),
     ("resnet20", ["method.name=entmin", "method.entmin.weight=1"]),
     ("resnet20", ["method.name=pi_model", "method.pi_model.rampup_steps=0", "model.joint_forward=true"]),
+    # threshold 0: every pseudo-label is kept, so the unlabeled term and its gradient are not
+    # zeroed by an untrained network's low confidence (below 0.95 on every image here)
+    ("resnet20", ["method.name=fixmatch", "method.fixmatch.threshold=0"]),
 ]
 
 

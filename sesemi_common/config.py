@@ -77,7 +77,7 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # coupled, conv and linear kernels only
-    schedule: str = "poly"  # poly: lr (1 - t/T)^power | cosine | constant
+    schedule: str = "poly"  # poly: lr (1 - t/T)^power | cosine | constant | fixmatch_cosine: lr cos(7 pi t / 16T)
     poly_power: float = 0.5
     warmup_steps: int = 0  # linear warm-up from 0 to lr
 
@@ -153,7 +153,7 @@ CHOICES = {
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
     "augment.normalize": ("channel", "zca"),
-    "optim.schedule": ("poly", "cosine", "constant"),
+    "optim.schedule": ("poly", "cosine", "constant", "fixmatch_cosine"),
 }
 
 

@@ -36,11 +36,17 @@ class Branch:
 
 @dataclass(frozen=True)
 class ViewParam:
-    """A random parameter drawn per unlabeled image: `kind` is `crop` (int32 (n, 2) offsets
-    in [0, 2 * padding] of the configured crop) or `flip` (bool (n,))."""
+    """A random parameter drawn per unlabeled image. `kind`: `crop` (int32 (n, 2) offsets in
+    [0, 2 * padding], padding = `padding` or else the configured crop's), `flip` (bool (n,)),
+    or RandAugment's three (`sesemi_common.randaugment`): `randaugment_ops` (int32 (n, 2)),
+    `randaugment_magnitudes` (float32 (n, 2) in [0, 1)) and `cutout` (float32 (n, 3) in [0, 1))."""
 
     name: str
     kind: str
+    padding: int | None = None  # crop only: a method's own shift (FixMatch's 4 px), not augment.translate
+
+
+VIEW_KINDS = ("crop", "flip", "randaugment_ops", "randaugment_magnitudes", "cutout")
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,14 @@ class ConsistencyKnobs:
 
 
 @dataclass
+class FixMatchKnobs:
+    threshold: float = 0.95  # keep a pseudo-label where the weak view's softmax confidence is >= this
+    lambda_u: float = 1.0  # weight of the unlabeled term: CE_sup + lambda_u * mean(mask * CE(strong, pseudo))
+    # mu (7 unlabeled images per labeled one in the paper) is the batch ratio
+    # train.batch_unlabeled / train.batch_labeled, set in the config (docs/fixmatch.json), not here.
+
+
+@dataclass
 class EntminKnobs:
     weight: float = 0.1  # weight of the mean prediction entropy on unlabeled images
     rampup_steps: int = 0
@@ -85,6 +99,15 @@ TRANSLATED = (ViewParam("offsets", "crop"),)
 TWO_VIEWS = (ViewParam("offsets_a", "crop"), ViewParam("flips_a", "flip"),
              ViewParam("offsets_b", "crop"), ViewParam("flips_b", "flip"))
 
+# FixMatch (Sohn et al. 2020): the weak view is a flip and a translation by up to 12.5% of 32 px
+# (4 px, reflect padding), fixed by the method whatever augment.translate says (SESEMI's 2 px);
+# the strong view is its own flip and translation, then RandAugment (2 ops) and Cutout.
+FIXMATCH_SHIFT = 4
+FIXMATCH_VIEWS = (ViewParam("weak_offsets", "crop", FIXMATCH_SHIFT), ViewParam("weak_flips", "flip"),
+                  ViewParam("strong_offsets", "crop", FIXMATCH_SHIFT), ViewParam("strong_flips", "flip"),
+                  ViewParam("strong_ops", "randaugment_ops"), ViewParam("strong_magnitudes", "randaugment_magnitudes"),
+                  ViewParam("strong_cutout", "cutout"))
+
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
@@ -94,8 +117,8 @@ def register(spec: MethodSpec) -> MethodSpec:
         if branch.mode not in (GRAD, STOP_GRADIENT, TEACHER):
             raise ValueError(f"branch {branch.name!r} of {spec.name!r}: mode must be grad, stop_gradient or teacher")
     for param in spec.view_params:
-        if param.kind not in ("crop", "flip"):
-            raise ValueError(f"view parameter {param.name!r} of {spec.name!r}: kind must be crop or flip")
+        if param.kind not in VIEW_KINDS:
+            raise ValueError(f"view parameter {param.name!r} of {spec.name!r}: kind must be one of {', '.join(VIEW_KINDS)}")
     for branch in spec.branches:
         if set(branch.heads) - {"sup", *spec.heads}:
             raise ValueError(f"branch {branch.name!r} of {spec.name!r} asks for a head the method does not declare")
@@ -165,3 +188,6 @@ register(MethodSpec("mean_teacher", views_per_image=2, view_params=TWO_VIEWS,
                     knobs=ConsistencyKnobs, default_ema_decay=0.999))
 register(MethodSpec("entmin", views_per_image=1, view_params=TWO_VIEWS[:2],
                     branches=(Branch("unlabeled", "a"),), knobs=EntminKnobs))
+register(MethodSpec("fixmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
+                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
+                    knobs=FixMatchKnobs))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import randaugment
 from .config import AugmentConfig, Config, ConfigError
 from .methods import TRANSLATED, ViewParam, get, unlabeled_batch
 
@@ -95,7 +96,14 @@ def sample_view_params_numpy(rng: np.random.Generator, params: tuple[ViewParam, 
     drawn = {}
     for param in params:
         if param.kind == "crop":
-            drawn[param.name] = rng.integers(0, 2 * padding + 1, (n, 2)).astype(np.int32)
-        else:
+            shift = padding if param.padding is None else param.padding
+            drawn[param.name] = rng.integers(0, 2 * shift + 1, (n, 2)).astype(np.int32)
+        elif param.kind == "flip":
             drawn[param.name] = rng.random(n) < 0.5
+        elif param.kind == "randaugment_ops":
+            drawn[param.name] = rng.integers(0, len(randaugment.OPS), (n, randaugment.NUM_LAYERS)).astype(np.int32)
+        elif param.kind == "randaugment_magnitudes":
+            drawn[param.name] = rng.random((n, randaugment.NUM_LAYERS), dtype=np.float32)
+        else:  # cutout
+            drawn[param.name] = rng.random((n, 3), dtype=np.float32)
     return drawn

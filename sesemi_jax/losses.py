@@ -48,3 +48,9 @@ def entropy(logits: jax.Array) -> jax.Array:
     """Mean over the batch of the entropy -sum p log p of softmax(logits), in nats."""
     log_p = jax.nn.log_softmax(logits)
     return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+
+
+def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean over the whole batch of `mask * CE(logits, labels)`: masked-out examples count as 0
+    in the mean (FixMatch's unlabeled term divides by all mu*B images, not by the kept ones)."""
+    return jnp.mean(mask * optax.softmax_cross_entropy_with_integer_labels(logits, labels))

@@ -9,6 +9,7 @@ Schedule with W = warmup_steps and peak lr:
                                               when W > 0; it still fills the momentum buffer)
   t >= W: lr * decay((t - W) / (T - W))      (the decay spans the T - W steps after warm-up)
   poly: (1 - s)^poly_power, cosine: (1 + cos(pi s)) / 2, constant: 1; s is clipped to [0, 1].
+  fixmatch_cosine: cos(7 pi s / 16), FixMatch's lr cos(7 pi k / (16 K)): it ends at 0.195 lr, not 0.
 
 optax's `trace` starts from a zero buffer, so its first step gives buf = g, the same as torch's
 `buf = g.clone()`; nesterov then uses g + momentum * buf in both (optax/transforms/_accumulation.py,
@@ -44,6 +45,9 @@ def _decay_schedule(optim_cfg: OptimConfig, decay_steps: int) -> optax.Schedule:
         return lambda count: lr * remaining_fraction(count) ** power
     if optim_cfg.schedule == "cosine":
         return lambda count: lr * jnp.sin(0.5 * jnp.pi * remaining_fraction(count)) ** 2
+    if optim_cfg.schedule == "fixmatch_cosine":
+        # No cancellation to guard against: the factor stays above cos(7 pi / 16) = 0.195.
+        return lambda count: lr * jnp.cos((7 * jnp.pi / 16) * (1 - remaining_fraction(count)))
     return optax.constant_schedule(lr)
 
 

@@ -154,6 +154,9 @@ def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Conf
     if not method.spec.views_per_image:
         return x_sup, {}, {}
     views, targets = method.apply_views(data.images[spec.unlabeled], spec.views, config)
+    # The unlabeled images' own labels, for logging only (FixMatch's pseudo-label accuracy);
+    # no loss may train on them.
+    targets = {**targets, "true_labels": data.labels[spec.unlabeled]}
     return x_sup, {name: normalized(v, i) for i, (name, v) in enumerate(views.items(), start=1)}, targets
 
 

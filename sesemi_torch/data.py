@@ -77,6 +77,7 @@ class SpecBatches(Dataset):
         unlabeled = torch.as_tensor(spec.unlabeled, dtype=torch.int64)
         return {"sup_images": self.images[labeled], "labels": self.labels[labeled],
                 "unlabeled_images": self.images[unlabeled],
+                "unlabeled_labels": self.labels[unlabeled],  # for logging only (pseudo-label accuracy)
                 "sup_offsets": torch.as_tensor(spec.sup_offsets), "sup_flips": torch.as_tensor(spec.sup_flips),
                 "views": {name: torch.as_tensor(v) for name, v in spec.views.items()}}
 

@@ -48,3 +48,9 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the entropy -sum p log p of softmax(logits), in nats."""
     log_p = logits.log_softmax(-1)
     return -(log_p.exp() * log_p).sum(-1).mean()
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the whole batch of `mask * CE(logits, labels)`: masked-out examples count as 0
+    in the mean (FixMatch's unlabeled term divides by all mu*B images, not by the kept ones)."""
+    return (mask * F.cross_entropy(logits, labels, reduction="none")).mean()

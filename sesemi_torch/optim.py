@@ -8,6 +8,7 @@ Schedule with W = warmup_steps:
   t < W:  t / W                          (linear warm-up from 0; the first update has lr 0 when W > 0)
   t >= W: decay((t - W) / (T - W))       (the decay spans the T - W steps after warm-up)
   poly: (1 - s)^poly_power, cosine: (1 + cos(pi s)) / 2, constant: 1; s is clipped to [0, 1].
+  fixmatch_cosine: cos(7 pi s / 16), FixMatch's lr cos(7 pi k / (16 K)): it ends at 0.195 lr, not 0.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def _decay(schedule: str, fraction: float, power: float) -> float:
         return (1.0 - fraction) ** power
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * fraction))
+    if schedule == "fixmatch_cosine":
+        return math.cos(7 * math.pi * fraction / 16)
     return 1.0
 
 

@@ -1,5 +1,9 @@
 """The contract both training loops meet, run by tests/jax/test_loop.py and tests/torch/test_loop.py."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,6 +11,9 @@ from sesemi_common.config import Config, apply_overrides
 from sesemi_common.progress import NonFiniteLossError
 from sesemi_common.runs import RunDir, RunDirError
 from tests.kill_resume import TINY, comparable_metrics, run_killed_then_resumed, run_uninterrupted
+
+
+FIXMATCH_CONFIG = Path(__file__).resolve().parents[1] / "docs" / "fixmatch.json"
 
 
 def tiny(*overrides):
@@ -20,6 +27,8 @@ METHODS = {
     "mean_teacher": (("method.name=mean_teacher", "train.eval_ema=true"),
                      {"loss_sup", "loss_consistency", "consistency_weight"}),
     "entmin": (("method.name=entmin",), {"loss_sup", "loss_entropy"}),
+    "fixmatch": (("method.name=fixmatch",), {"loss_sup", "loss_unlabeled", "mask_rate", "pseudo_label_accuracy",
+                                             "kept_pseudo_label_accuracy"}),
 }
 
 
@@ -100,6 +109,23 @@ class LoopContract:
         straight = self.backend.classifier(RunDir(tmp_path / "straight"), config, 10)(images)
         killed = self.backend.classifier(RunDir(tmp_path / "killed"), config, 10)(images)
         np.testing.assert_array_equal(killed, straight)  # with eval_ema: the EMA was saved and resumed exactly
+
+    def test_fixmatch_trains_from_the_shipped_config_on_digits(self, tmp_path):
+        """`cli train --config docs/fixmatch.json` with the paper's settings, shrunk to 4 steps on digits."""
+        command = [sys.executable, "-m", self.cli_module, "train", "--config", str(FIXMATCH_CONFIG),
+                   "data.dataset=digits", "data.image_size=32", "data.n_labels=100", "model.backbone=resnet20",
+                   "train.steps=4", "train.batch_labeled=8", "train.batch_unlabeled=8", "train.log_every=2",
+                   "train.eval_every=4", "train.checkpoint_every=4", "train.eval_batch_size=256",
+                   "--run-dir", str(tmp_path / "run"), "--no-progress"]
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+        run = RunDir(tmp_path / "run")
+        config = run.read_config()
+        assert (config.method.name, config.optim.schedule, config.train.ema_decay) == ("fixmatch", "fixmatch_cosine", 0.999)
+        losses = [m for m in run.read_metrics() if "loss" in m]
+        assert [m["step"] for m in losses] == [2, 4]
+        for m in losses:  # lambda_u = 1
+            assert m["loss"] == pytest.approx(m["loss_sup"] + m["loss_unlabeled"], rel=1e-5)
+            assert 0.0 <= m["mask_rate"] <= 1.0 and 0.0 <= m["pseudo_label_accuracy"] <= 1.0
 
     def test_sigkill_then_resume_is_exact(self, tmp_path):
         run_uninterrupted(self.cli_module, tmp_path / "straight")

@@ -23,7 +23,7 @@ import jax
 from sesemi_common import methods as registry
 from sesemi_common.config import Config
 
-from .. import transforms
+from .. import randaugment, transforms
 
 Views = tuple[dict[str, jax.Array], dict[str, jax.Array]]
 
@@ -32,7 +32,7 @@ class LossInputs(NamedTuple):
     sup_logits: jax.Array  # supervised head on the labeled batch
     labels: jax.Array
     outputs: dict[str, dict[str, jax.Array]]  # branch name -> head name -> logits
-    targets: dict[str, jax.Array]  # what apply_views returned beside the views
+    targets: dict[str, jax.Array]  # what apply_views returned, plus `true_labels` of the unlabeled images (logging only)
     step: jax.Array  # the step being taken (0-based): ramp-ups read it
     knobs: Any  # the method's knobs (config.method.<name>), or None
 
@@ -60,7 +60,10 @@ def sample_views(key: jax.Array, params: tuple[registry.ViewParam, ...], n: int,
     for i, param in enumerate(params):
         param_key = key if i == 0 else jax.random.fold_in(key, i)
         if param.kind == "crop":
-            drawn[param.name] = transforms.sample_crop_params(param_key, n, padding)
-        else:
+            shift = padding if param.padding is None else param.padding
+            drawn[param.name] = transforms.sample_crop_params(param_key, n, shift)
+        elif param.kind == "flip":
             drawn[param.name] = transforms.sample_flip_params(param_key, n)
+        else:
+            drawn[param.name] = randaugment.SAMPLERS[param.kind](param_key, n)
     return drawn

@@ -22,7 +22,7 @@ import torch
 from sesemi_common import methods as registry
 from sesemi_common.config import Config
 
-from .. import transforms
+from .. import randaugment, transforms
 
 Views = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
 
@@ -31,7 +31,7 @@ class LossInputs(NamedTuple):
     sup_logits: torch.Tensor  # supervised head on the labeled batch
     labels: torch.Tensor
     outputs: dict[str, dict[str, torch.Tensor]]  # branch name -> head name -> logits
-    targets: dict[str, torch.Tensor]  # what apply_views returned beside the views
+    targets: dict[str, torch.Tensor]  # what apply_views returned, plus `true_labels` of the unlabeled images (logging only)
     step: int  # the step being taken (0-based): ramp-ups read it
     knobs: Any  # the method's knobs (config.method.<name>), or None
 
@@ -56,7 +56,10 @@ def sample_views(generator: torch.Generator | None, params: tuple[registry.ViewP
     drawn = {}
     for param in params:
         if param.kind == "crop":
-            drawn[param.name] = transforms.sample_crop_params(generator, n, padding)
-        else:
+            shift = padding if param.padding is None else param.padding
+            drawn[param.name] = transforms.sample_crop_params(generator, n, shift)
+        elif param.kind == "flip":
             drawn[param.name] = transforms.sample_flip_params(generator, n)
+        else:
+            drawn[param.name] = randaugment.SAMPLERS[param.kind](generator, n)
     return drawn

@@ -45,7 +45,7 @@ def test_schedule_with_warmup(schedule, expected_after_warmup):
 
 
 @pytest.mark.parametrize("overrides, total, message", [
-    ({"schedule": "step"}, T, "optim.schedule must be one of poly, cosine, constant, got 'step'"),
+    ({"schedule": "step"}, T, "optim.schedule must be one of poly, cosine, constant, fixmatch_cosine, got 'step'"),
     ({"warmup_steps": 100}, T, "optim.warmup_steps (100) must be in [0, total steps 100)"),
     ({}, 0, "total steps must be positive, got 0"),
     ({"momentum": 0.0}, T, "optim.nesterov needs optim.momentum > 0, got 0.0"),

@@ -1,0 +1,42 @@
+"""FixMatch (Sohn et al. 2020): the prediction on a weakly augmented view (flip, translation by
+up to 4 px) becomes a hard pseudo-label where its softmax confidence reaches `threshold`, and
+the strongly augmented view (its own flip and translation, RandAugment, Cutout) is trained to
+predict it: CE_sup + lambda_u * mean(mask * CE(strong, argmax weak)). The trainer runs the
+weak branch under stop-gradient (registry: mode `stop_gradient`)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from sesemi_common.methods import FIXMATCH_SHIFT
+
+from .. import losses, randaugment, transforms
+from . import LossInputs, Views
+
+
+def _flip_translate(images, offsets, flips):
+    return transforms.apply_hflip(transforms.apply_crop(images, offsets, FIXMATCH_SHIFT, "reflect"), flips)
+
+
+def apply_views(images, params, config) -> Views:
+    """View `weak`: flip + translate; view `strong`: another flip + translate, then RandAugment and Cutout."""
+    weak = _flip_translate(images, params["weak_offsets"], params["weak_flips"])
+    strong = randaugment.apply(_flip_translate(images, params["strong_offsets"], params["strong_flips"]),
+                               params["strong_ops"], params["strong_magnitudes"], params["strong_cutout"])
+    return {"weak": weak, "strong": strong}, {}
+
+
+def loss(inputs: LossInputs):
+    knobs = inputs.knobs
+    loss_sup = losses.cross_entropy(inputs.sup_logits, inputs.labels)
+    probs = jax.nn.softmax(jax.lax.stop_gradient(inputs.outputs["weak"]["sup"]))
+    confidence, pseudo = probs.max(-1), probs.argmax(-1)
+    mask = (confidence >= knobs.threshold).astype(jnp.float32)
+    loss_unlabeled = losses.masked_cross_entropy(inputs.outputs["strong"]["sup"], pseudo, mask)
+    terms = {"loss_sup": loss_sup, "loss_unlabeled": loss_unlabeled, "mask_rate": mask.mean()}
+    if "true_labels" in inputs.targets:  # logging only: how often the pseudo-labels are right
+        correct = (pseudo == inputs.targets["true_labels"]).astype(jnp.float32)
+        terms["pseudo_label_accuracy"] = correct.mean()
+        terms["kept_pseudo_label_accuracy"] = (mask * correct).sum() / jnp.maximum(mask.sum(), 1.0)
+    return loss_sup + knobs.lambda_u * loss_unlabeled, terms
