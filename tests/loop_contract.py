@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sesemi_common.commands import load_classifier
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.progress import NonFiniteLossError
 from sesemi_common.runs import RunDir, RunDirError
@@ -60,7 +61,7 @@ class LoopContract:
         run = RunDir(tmp_path / "run")
         step = self.checkpoints.latest_step(run.checkpoints)
         if step is not None:  # whatever was saved must be finite: it was checked before saving
-            logits = self.backend.classifier(run, config, 10)(np.zeros((2, 16, 16, 3), np.uint8))
+            logits = load_classifier(self.backend, run, config)[0](np.zeros((2, 16, 16, 3), np.uint8))
             assert np.isfinite(logits).all()
 
 
@@ -84,8 +85,8 @@ class LoopContract:
         assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
         images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
         config = RunDir(tmp_path / "straight").read_config()
-        straight = self.backend.classifier(RunDir(tmp_path / "straight"), config, 10)(images)
-        killed = self.backend.classifier(RunDir(tmp_path / "killed"), config, 10)(images)
+        straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
+        killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
         np.testing.assert_array_equal(killed, straight)  # with eval_ema: the EMA was saved and resumed exactly
 
     def test_sigkill_then_resume_is_exact(self, tmp_path):
@@ -94,6 +95,6 @@ class LoopContract:
         assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
         images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
         config = RunDir(tmp_path / "straight").read_config()
-        straight = self.backend.classifier(RunDir(tmp_path / "straight"), config, 10)(images)
-        killed = self.backend.classifier(RunDir(tmp_path / "killed"), config, 10)(images)
+        straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
+        killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
         np.testing.assert_array_equal(killed, straight)
