@@ -139,7 +139,7 @@ def _train(backend: Backend, args, options: dict) -> int:
     return 0
 
 
-def _run_to_read(run_dir: str, prog: str) -> RunDir:
+def run_to_read(run_dir: str, prog: str) -> RunDir:
     """The run of `eval`, `predict` or `export`: it must exist and hold a checkpoint."""
     run = RunDir(run_dir)
     run.require_run(f"pass the folder given to `{prog} train --run-dir`")
@@ -175,7 +175,7 @@ def load_classifier(backend: Backend, run: RunDir, config: Config, step: int | N
 
 
 def _evaluate(backend: Backend, run_dir: str, step: int | None) -> dict:
-    run = _run_to_read(run_dir, f"sesemi-{backend.name}")
+    run = run_to_read(run_dir, f"sesemi-{backend.name}")
     config = run.read_config()
     dataset = load_dataset(config.data)
     classify, origin = load_classifier(backend, run, config, step)
@@ -185,7 +185,7 @@ def _evaluate(backend: Backend, run_dir: str, step: int | None) -> dict:
 
 
 def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str, step: int | None) -> int:
-    run = _run_to_read(run_dir, f"sesemi-{backend.name}")
+    run = run_to_read(run_dir, f"sesemi-{backend.name}")
     config = run.read_config()
     class_names = run.read_summary().get("class_names") or load_dataset(config.data).class_names
     paths, images = read_images([Path(p) for p in inputs], config.data.image_size)
@@ -206,7 +206,7 @@ def _export(backend: Backend, run_dir: str, to: str | None, step: int | None) ->
     """The weights file of one of the run's checkpoints (the newest that loads by default), read
     with the framework that trained it: for a run written before runs had weights files, or a copy."""
     prog = f"sesemi-{backend.name}"
-    run = _run_to_read(run_dir, prog)
+    run = run_to_read(run_dir, prog)
     trainer = run_weights.trained_by(run)
     if trainer != backend.name:
         raise RunDirError(f"{run.path} was trained by {trainer}, so {prog} cannot read its checkpoints: "

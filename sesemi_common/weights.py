@@ -45,7 +45,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
 def write_npz(arrays: Mapping[str, np.ndarray], path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
     """Write to exactly `path` (np.savez would otherwise append '.npz'), atomically: a crash
     never leaves half a file where a reader would take it for a model."""
-    arrays = {key: np.ascontiguousarray(value) for key, value in arrays.items()}
+    arrays = {key: np.asarray(value, order="C") for key, value in arrays.items()}  # ascontiguousarray makes 0-d 1-d
     if metadata is not None:
         arrays[METADATA_KEY] = np.asarray(json.dumps(dict(metadata), sort_keys=True))
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
