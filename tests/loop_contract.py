@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sesemi_common import run_weights
 from sesemi_common.commands import load_classifier
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.progress import NonFiniteLossError
@@ -73,6 +74,15 @@ class LoopContract:
         losses = [m for m in RunDir(tmp_path / "run").read_metrics() if "loss" in m]
         assert [m["step"] for m in losses] == [4, 8] and set(losses[-1]) >= terms
         assert summary["method"] == method and 0.0 <= summary["final_test_accuracy"] <= 1.0
+        # The run's model.npz is what evaluation used: with train.eval_ema, the EMA variables of the checkpoint.
+        run = RunDir(tmp_path / "run")
+        state_dict, metadata = run_weights.read(run_weights.final_file(run))
+        assert (metadata["framework"], metadata["step"], metadata["method"]) == (self.backend.name, 8, method)
+        assert metadata["variables"] == ("ema" if "train.eval_ema=true" in overrides else "model")
+        from_checkpoint, _ = self.backend.checkpoint_state_dict(run, run.read_config(), 10, None)
+        assert state_dict.keys() == from_checkpoint.keys()
+        for key, value in state_dict.items():
+            np.testing.assert_array_equal(value, from_checkpoint[key], err_msg=key)
         with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
             self.fit(tiny("optim.lr=1e30", "optim.schedule=constant", *overrides), tmp_path / "nan",
                      show_progress=False)

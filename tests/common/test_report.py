@@ -62,3 +62,12 @@ def test_missing_packages_are_named_before_any_work(tmp_path, capsys, monkeypatc
     assert main(["report", str(run), "--out", str(tmp_path / "r.png")]) == 2
     assert "need matplotlib" in capsys.readouterr().err and not (tmp_path / "r.png").exists()
     assert not (tmp_path / "demo").exists()
+
+
+def test_verification_column_only_when_a_run_was_verified(tmp_path):
+    runs = [_fake_run(tmp_path / "a", "jax", 0.5, [1, 2, 3]), _fake_run(tmp_path / "b", "torch", 0.5, [1, 2, 3])]
+    assert "verification" not in markdown_table(runs)
+    RunDir(runs[0]).write_verification({"passed": True, "label_agreement": 1.0, "max_abs_logit_diff": 2.5e-6})
+    table = markdown_table(runs).splitlines()
+    assert table[0].endswith("| verification |")
+    assert table[2].endswith("| PASS 100.00% agree, max diff 2.5e-06 |") and table[3].endswith("| - |")
