@@ -18,11 +18,11 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from . import run_weights
 from .config import Config, ConfigError, apply_overrides, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
 from .experiment import check_new_run
 from .progress import NonFiniteLossError
-from . import run_weights
 from .runs import CheckpointError, RunDir, RunDirError, note
 from .splits import SplitError
 from .weights import WeightsError, write_npz
@@ -166,7 +166,7 @@ def load_classifier(backend: Backend, run: RunDir, config: Config, step: int | N
         info = run_weights.metadata(backend.name, saved_step, config, state_dict)
     else:
         path = run_weights.require(run, step)
-        state_dict, info = run_weights.read(path)
+        state_dict, info = run_weights.read(path, config)
         source = f"weights file {path}"
     split = run.read_split()
     classify = backend.classifier(state_dict, source, config, split["mean"], split["std"])

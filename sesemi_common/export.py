@@ -15,7 +15,6 @@ import numpy as np
 
 from . import run_weights
 from .commands import run_to_read
-from .runs import RunDirError
 
 TORCHVISION_BACKBONES = ("resnet18", "resnet50")
 
@@ -43,11 +42,9 @@ def export(run_dir: str | Path, to: str | Path, torchvision: bool = False, step:
         raise ExportError(f"--to {to}: folder {to.parent} does not exist: create it or choose another path")
     run = run_to_read(str(run_dir), "sesemi-<framework>")
     path = run_weights.require(run, step)
-    state_dict, info = run_weights.read(path)
-    backbone = info.get("backbone") or run.read_config().model.backbone
-    if backbone != run.read_config().model.backbone:
-        raise RunDirError(f"{path} holds a {backbone} and {run.path} trains a {run.read_config().model.backbone}: "
-                          "the weights file was copied from another run; export that run instead")
+    config = run.read_config()
+    state_dict, info = run_weights.read(path, config)
+    backbone = config.model.backbone
     if torchvision:
         state_dict = torchvision_state_dict(state_dict, backbone)
     import torch  # only here: the rest of sesemi_common is numpy-only

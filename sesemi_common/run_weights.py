@@ -111,6 +111,11 @@ def require(run: RunDir, step: int | None = None) -> Path:
                       f"its checkpoint with `sesemi-{trainer} export {run.path}{at}`")
 
 
-def read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(state dict, metadata) of a weights file."""
-    return read_npz_with_metadata(path)
+def read(path: Path, config: Config | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(state dict, metadata) of a weights file; with the run's `config`, a file of another backbone
+    (copied in from another run) is refused by name before any key is compared."""
+    state_dict, record = read_npz_with_metadata(path)
+    if config is not None and record.get("backbone", config.model.backbone) != config.model.backbone:
+        raise RunDirError(f"{path} holds a {record['backbone']} and its run trains a {config.model.backbone}: "
+                          "the weights file was copied from another run; use that run instead")
+    return state_dict, record

@@ -61,11 +61,10 @@ def test_exports_that_cannot_be_made_are_one_line(resnet18_run, tmp_path, capsys
         "--torchvision to export the SesemiNet state dict")
     # A weights file of another backbone, copied into the run by hand.
     (resnet20 / "model.npz").write_bytes((resnet18_run.path / "model.npz").read_bytes())
-    assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "x.pth")]) == (
-        f"error: {resnet20 / 'model.npz'} holds a resnet18 and {resnet20} trains a resnet20: the weights file was "
-        "copied from another run; export that run instead")
-    assert torch_cli.main(["eval", str(resnet20)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: weights file {resnet20 / 'model.npz'}: missing key ")
+    copied = (f"error: {resnet20 / 'model.npz'} holds a resnet18 and its run trains a resnet20: the weights file "
+              "was copied from another run; use that run instead")
+    assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "x.pth")]) == copied
+    assert torch_cli.main(["eval", str(resnet20)]) == 2 and capsys.readouterr().err.strip() == copied
     # A missing weights file of a kept step, and a run with no finished step.
     assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "x.pth"), "--checkpoint", "1"]) \
         == f"error: {resnet20} keeps no weights of step 1: its weights files are of steps 2 (pass one of them to " \
