@@ -16,7 +16,7 @@ from typing import Sequence
 
 from . import verify as verification
 from .commands import INTERRUPTED, USER_ERRORS, parse_intermixed
-from .config import Config, ConfigError, apply_overrides
+from .config import Config, apply_overrides
 from .export import ExportError, export
 from .report import markdown_table, plot_runs
 from .runs import RunDirError

@@ -24,7 +24,6 @@ import numpy as np
 
 from . import commands
 from .datasets import load_dataset
-from .runs import RunDir
 
 RTOL = 1e-5  # the model rung's eval-logit atol, relative to max(1, max |logit|)
 FRAMEWORKS = ("jax", "torch")
