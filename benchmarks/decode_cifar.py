@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sesemi_common.datasets import _fingerprint, _list_tree, load_imagefolder  # noqa: E402
+from sesemi_common.datasets import list_tree, load_imagefolder, tree_fingerprint  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
@@ -44,8 +44,8 @@ def measure(root: Path, workers: int, repeats: int) -> dict:
             load_imagefolder(root, workers=workers)
             load_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        _, train, test = _list_tree(root)
-        _fingerprint(root, train + test)
+        _, train, test = list_tree(root)
+        tree_fingerprint(root, train + test)
         fingerprint_s = time.perf_counter() - started
     return {"workers": workers, "images": images, "decode_s": decode_s, "peak_rss_mib": peak_mib,
             "cache_load_s_median": statistics.median(load_s), "cache_load_s": load_s,

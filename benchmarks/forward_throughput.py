@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -29,6 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import timing  # noqa: E402  (benchmarks/timing.py: this script's folder is on sys.path)
 from sesemi_jax import convert as jconvert  # noqa: E402
 from sesemi_jax import models as jmodels  # noqa: E402
 from sesemi_torch import models as tmodels  # noqa: E402
@@ -57,21 +57,10 @@ def forward_fns(backbone: str, batch: int) -> dict:
             "pytorch (eager)": (run_torch, torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))}
 
 
-def time_batches(run, x, iters: int) -> float:
-    started = time.perf_counter()
-    for _ in range(iters):
-        run(x)
-    return (time.perf_counter() - started) / iters
-
-
 def measure(backbone: str, batch: int, repeats: int, iters: int, warmup: int) -> list[dict]:
     frameworks = forward_fns(backbone, batch)
-    for run, x in frameworks.values():
-        time_batches(run, x, warmup)
-    seconds = {name: [] for name in frameworks}
-    for _ in range(repeats):
-        for name, (run, x) in frameworks.items():
-            seconds[name].append(time_batches(run, x, iters))
+    runs = {name: (lambda n, run=run, x=x: [run(x) for _ in range(n)]) for name, (run, x) in frameworks.items()}
+    seconds = timing.interleaved(runs, repeats, iters, warmup)
     rows = []
     for name, ts in seconds.items():
         batch_s = statistics.median(ts)

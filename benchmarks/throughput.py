@@ -8,7 +8,7 @@ Variants (all run the trainers' own code, nothing re-implemented):
                        gather, augmentation, proxy views, both backbone calls, loss, grads, update,
                        state donated; XLA options from `compiler_options()` (YNNPACK off on CPU).
   jax_ynnpack          the same step jitted with `compiler_options={}` (jaxlib's default YNNPACK
-                       kernels), on CPU only: the before/after of benchmarks/jax_speed_study.py.
+                       kernels), on CPU only: the before/after of compiler_options() (benchmarks/ynnpack_check.py).
   torch_eager          `sesemi_torch.train.train_step` fed by `SpecSampler` + `SpecBatches`
                        (`batch_loader`, as the loop does): spec drawing, gather, augmentation, views.
   torch_channels_last  the model in channels_last memory format and `channels_last=True`.
@@ -21,7 +21,7 @@ so load from other processes hits all variants alike; the table gives medians. J
 the state at the end of a repetition; torch on CPU needs no sync (cuda: `synchronize`).
 
 "input %" is the share of the step spent on the input pipeline timed alone, per framework:
-JAX: one jit of `sample_spec` + `_model_inputs` (the step's own keys); torch: next batch from
+JAX: one jit of `sample_spec` + `model_inputs`; torch: next batch from
 the loader + `model_inputs`. Inside the fused JAX step XLA may overlap or fuse this work, so
 the JAX share is an estimate.
 
@@ -40,7 +40,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -54,6 +53,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import seconds_per_step  # noqa: E402  (benchmarks/timing.py)
 from sesemi_common.config import Config  # noqa: E402
 from sesemi_common.methods import ema_decay, images_per_step  # noqa: E402
 from sesemi_common.splits import labeled_indices  # noqa: E402
@@ -88,10 +88,11 @@ class Variant:
 
 
 # ----------------------------------------------------------------------------- setting
-def make_config(backbone: str, args: argparse.Namespace) -> Config:
+def make_config(backbone: str, method: str, args: argparse.Namespace) -> Config:
     return Config.from_dict({
         "data": {"n_labels": args.labeled},
         "model": {"backbone": backbone},
+        "method": {"name": method},
         "train": {"steps": ENDLESS, "batch_labeled": args.batch_labeled, "batch_unlabeled": args.batch_unlabeled},
     })
 
@@ -236,12 +237,6 @@ def torch_input_pipeline(config: Config, synthetic: Synthetic, device: torch.dev
 
 
 # ----------------------------------------------------------------------------- timing
-def seconds_per_step(run: Callable[[int], None], steps: int) -> float:
-    started = time.perf_counter()
-    run(steps)
-    return (time.perf_counter() - started) / steps
-
-
 def warm_up(variant: Variant, steps: int) -> None:
     """Compiles (jit, torch.compile); a variant that fails here is reported, not raised."""
     try:
@@ -330,6 +325,7 @@ def describe_setting(args: argparse.Namespace, device: torch.device) -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet20,wrn28_2", help="comma-separated backbones")
+    parser.add_argument("--methods", default="sesemi", help="comma-separated registered methods (method.name)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repetitions; the median is reported")
@@ -360,15 +356,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     synthetic = synthetic_data(args.images, args.labeled)
     rows = []
     for backbone in args.models.split(","):
-        config = make_config(backbone, args)
-        print(f"{backbone}:", flush=True)
-        variants, pipelines = build_variants(args.variants.split(","), config, synthetic, device,
-                                             args.dtype == "bfloat16")
-        input_s = measure(variants, pipelines, args)
-        images = images_per_step(config)
-        rows += rows_for(backbone, variants, input_s, images, setting)
+        for method in args.methods.split(","):
+            config = make_config(backbone, method, args)
+            name = backbone if method == "sesemi" else f"{backbone} {method}"
+            print(f"{name}:", flush=True)
+            variants, pipelines = build_variants(args.variants.split(","), config, synthetic, device,
+                                                 args.dtype == "bfloat16")
+            input_s = measure(variants, pipelines, args)
+            rows += rows_for(name, variants, input_s, images_per_step(config), setting)
     setting["load_average_after"] = os.getloadavg()
-    print(f"\n{args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x 6 views per step; median of "
+    print(f"\n{args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x each method's views per step; median of "
           f"{args.repeats} x {args.steps_per_repeat} steps; load average before {setting['load_average_before']}, "
           f"after {setting['load_average_after']}\n")
     print(markdown(rows))

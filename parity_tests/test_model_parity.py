@@ -4,7 +4,7 @@ Each PyTorch SesemiNet is random-initialized, its BatchNorm affine parameters ar
 three train-mode forward passes on random batches move its running statistics, so eval-mode
 BatchNorm is not the identity. Its state dict goes through sesemi_torch.convert.save_npz and
 sesemi_jax.convert.load_npz (the path users take). Eval logits of each backbone at batch 8 must
-agree to atol 1e-5; for resnet20 and wrn28_2 so must train-mode logits and the running
+agree to atol 1e-5; for resnet20, wrn28_2 and convnet13 so must train-mode logits and the running
 statistics both backbone calls leave behind, at odd batch sizes, with and without joint_forward.
 Inputs are 32x32, which keeps resnet50 fast (its last stage runs at 1x1).
 Matmul precision 'highest' (conftest): a no-op on this CPU, needed on GPU/TPU.
@@ -96,7 +96,7 @@ def assert_close(actual, expected):
     np.testing.assert_allclose(np.asarray(actual), expected.detach().numpy(), rtol=0, atol=ATOL)
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50"])
+@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_eval_logits(backbone, np_rng, tmp_path):
     model = torch_net(backbone)
     flax_model, variables = jax_twin(model, backbone, tmp_path)
@@ -108,7 +108,7 @@ def test_eval_logits(backbone, np_rng, tmp_path):
     assert_close(jax_self, self_)
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2"])
+@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "convnet13"])
 @pytest.mark.parametrize("n_sup, n_self, joint_forward", [(3, 5, False), (3, 5, True)])
 def test_train_forward_and_running_stats(backbone, n_sup, n_self, joint_forward, np_rng, tmp_path):
     model = torch_net(backbone, seed=1)
@@ -123,7 +123,7 @@ def test_train_forward_and_running_stats(backbone, n_sup, n_self, joint_forward,
     before = jconvert.state_dict_from_variables(variables, backbone)
     after = jconvert.state_dict_from_variables({**variables, **updated}, backbone)
     running = [key for key in after if key.endswith(("running_mean", "running_var"))]
-    assert len(running) == {"resnet20": 42, "wrn28_2": 50}[backbone]  # 21 / 25 BatchNorms
+    assert len(running) == {"resnet20": 42, "wrn28_2": 50, "convnet13": 18}[backbone]  # 21 / 25 / 9 BatchNorms
     assert max(np.abs(after[key] - before[key]).max() for key in running) > 1000 * ATOL  # not vacuous
     torch_state = model.state_dict()
     for key in running:

@@ -39,9 +39,10 @@ class Backend(Protocol):
 
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict: ...
 
-    def classifier(self, state_dict: dict[str, np.ndarray], source: str, config: Config,
-                   mean: np.ndarray, std: np.ndarray) -> Classifier:
-        """Supervised logits of the SesemiNet with this PyTorch-named state dict (from `source`)."""
+    def classifier(self, state_dict: dict[str, np.ndarray], source: str, config: Config, mean: np.ndarray,
+                   std: np.ndarray, zca: tuple[np.ndarray, np.ndarray] | None) -> Classifier:
+        """Supervised logits of the SesemiNet with this PyTorch-named state dict (from `source`), inputs
+        normalized per channel by `mean`/`std`, or by GCN + ZCA with `zca` (mean, matrix)."""
 
     def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
                               step: int | None) -> tuple[dict, int]:
@@ -169,7 +170,8 @@ def load_classifier(backend: Backend, run: RunDir, config: Config, step: int | N
         state_dict, info = run_weights.read(path, config)
         source = f"weights file {path}"
     split = run.read_split()
-    classify = backend.classifier(state_dict, source, config, split["mean"], split["std"])
+    zca = (split["zca_mean"], split["zca_matrix"]) if config.augment.normalize == "zca" else None
+    classify = backend.classifier(state_dict, source, config, split["mean"], split["std"], zca)
     return classify, {"trained_by": info.get("framework", run_weights.trained_by(run)), "step": info.get("step"),
                       "variables": info.get("variables", "model"), "weights": source}
 

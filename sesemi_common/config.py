@@ -14,6 +14,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field, make_dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -36,7 +37,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50
+    backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50 | convnet13
     dropout: float = 0.0  # supervised head only
     weights: str = ""  # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX)
     joint_forward: bool = False  # one backbone call on [labeled; self] instead of two
@@ -66,6 +67,8 @@ class AugmentConfig:
     translate: int = 2
     crop_padding: int = 4
     hflip: bool = True  # supervised branch only: flips are proxy labels on the self branch
+    normalize: str = "channel"  # channel (training-set mean/std per channel) | zca (GCN then ZCA, the paper's)
+    noise_std: float = 0.0  # additive Gaussian noise on every normalized input (the paper's: 0.15)
 
 
 @dataclass
@@ -115,9 +118,14 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
+        """A JSON config file, or a preset shipped with sesemi by name (`paper`); a file of that
+        name in the working directory wins over the preset."""
         path = Path(path)
+        if not path.is_file() and str(path) in preset_names():
+            path = preset_path(str(path))
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist: pass the path of a JSON config")
+            raise ConfigError(f"config file {path} does not exist: pass the path of a JSON config or a "
+                              f"preset ({', '.join(preset_names())})")
         try:
             values = json.loads(path.read_text())
         except json.JSONDecodeError as err:
@@ -128,10 +136,23 @@ class Config:
         return cls.from_dict(values)
 
 
+def preset_path(name: str) -> Path:
+    """The shipped preset `name` (sesemi_common/presets/NAME.json, package data)."""
+    return Path(str(resources.files("sesemi_common") / "presets" / f"{name}.json"))
+
+
+def preset_names() -> tuple[str, ...]:
+    """Presets shipped with sesemi: `paper` follows the SESEMI paper's code (docs/PAPER_PRESET.md)."""
+    folder = resources.files("sesemi_common") / "presets"
+    return tuple(sorted(entry.name.removesuffix(".json") for entry in folder.iterdir()
+                        if entry.name.endswith(".json")))
+
+
 CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
-    "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50"),
+    "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
+    "augment.normalize": ("channel", "zca"),
     "optim.schedule": ("poly", "cosine", "constant"),
 }
 
@@ -181,12 +202,12 @@ def _json_kind(value: Any) -> str:
 
 def _check_sections(values: dict[str, Any]) -> None:
     """A section given as a plain value (`{"train": 5}`) is a misplaced section, not a typo of a key."""
-    for field in dataclasses.fields(Config):
-        value = values.get(field.name)
-        if field.name in values and not isinstance(value, dict):
-            example = dataclasses.fields(field.default_factory())[0].name
-            raise ConfigError(f"config section '{field.name}' must be a JSON object of its keys, e.g. "
-                              f'{{"{field.name}": {{"{example}": ...}}}}, got {json.dumps(value)}')
+    for section in dataclasses.fields(Config):
+        value = values.get(section.name)
+        if section.name in values and not isinstance(value, dict):
+            example = dataclasses.fields(section.default_factory())[0].name
+            raise ConfigError(f"config section '{section.name}' must be a JSON object of its keys, e.g. "
+                              f'{{"{section.name}": {{"{example}": ...}}}}, got {json.dumps(value)}')
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -296,6 +317,7 @@ def validate(config: Config) -> None:
         **{key: value for key, value in _leaves(config.method, "method.").items()
            if isinstance(value, (int, float)) and not isinstance(value, bool)},
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
+        "augment.noise_std": config.augment.noise_std,
     }
     for key, value in non_negative.items():
         if value < 0:

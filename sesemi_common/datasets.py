@@ -319,9 +319,9 @@ def load_imagefolder(root: str | Path, workers: int | None = None) -> Dataset:
     order; files without an image extension are ignored. All images must have one size.
     """
     root = Path(root).absolute()  # file paths are cut relative to it for the fingerprint
-    class_names, train_files, test_files = _list_tree(root)
+    class_names, train_files, test_files = list_tree(root)
     files = train_files + test_files
-    fingerprint = _fingerprint(root, files)
+    fingerprint = tree_fingerprint(root, files)
     cached = _read_cache(root, fingerprint)
     if cached is not None:
         images, meta = cached
@@ -343,7 +343,7 @@ class ImageFile(NamedTuple):
     mtime_ns: int
 
 
-def _list_tree(root: Path) -> tuple[list[str], list[ImageFile], list[ImageFile]]:
+def list_tree(root: Path) -> tuple[list[str], list[ImageFile], list[ImageFile]]:
     """Class names and the image files of each split, in sorted order."""
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist: set data.root to a folder holding train/ and test/")
@@ -386,7 +386,7 @@ def _scan(folder: str, label: int) -> Iterator[ImageFile]:
                 yield ImageFile(entry.path, label, stat.st_size, stat.st_mtime_ns)
 
 
-def _fingerprint(root: Path, files: Sequence[ImageFile]) -> str:
+def tree_fingerprint(root: Path, files: Sequence[ImageFile]) -> str:
     """Changes when any image is added, removed, renamed, rewritten or touched."""
     digest = hashlib.sha256(f"sesemi-imagefolder-v{CACHE_VERSION}\n".encode())
     prefix = len(str(root)) + 1

@@ -20,6 +20,7 @@ from .runs import RunDir, RunDirError, note
 from .sampling import check_batch_sizes
 from .splits import labeled_indices
 from .stats import channel_stats
+from .whitening import WhiteningError, check_zca_size, zca_statistics
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Experiment:
     labeled: np.ndarray  # sorted int64 indices of the labeled training images
     mean: np.ndarray  # (C,) float32, 0..1 scale
     std: np.ndarray
+    zca: tuple[np.ndarray, np.ndarray] | None = None  # (mean (D,), matrix (D, D)) with augment.normalize=zca
 
     @property
     def num_classes(self) -> int:
@@ -54,12 +56,27 @@ def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: 
         return _resumed(config, run, dataset, changes)
     labeled = check_new_run(config, dataset)
     mean, std = channel_stats(dataset.train_images)
+    zca = whitening_statistics(config, dataset)
     if run.state() == "unfinished":
         note(f"note: {run.path} held an unfinished start (no checkpoint, no summary): replacing it")
         run.clear()
     run.write_config(config)
-    run.write_split(labeled, mean=mean, std=std, **data_fingerprint(dataset, labeled))
-    return Experiment(config, run, dataset, labeled, mean, std)
+    zca_arrays = {} if zca is None else {"zca_mean": zca[0], "zca_matrix": zca[1]}
+    run.write_split(labeled, mean=mean, std=std, **zca_arrays, **data_fingerprint(dataset, labeled))
+    return Experiment(config, run, dataset, labeled, mean, std, zca)
+
+
+def whitening_statistics(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """GCN + ZCA statistics of every training image (as the paper's code), or None for per-channel
+    normalization. A ConfigError, before anything is written, for images too large for ZCA."""
+    if config.augment.normalize != "zca":
+        return None
+    try:
+        check_zca_size(dataset.train_images.shape[1:])
+    except WhiteningError as err:
+        raise ConfigError(str(err)) from None
+    note(f"computing GCN + ZCA statistics of {len(dataset.train_images)} training images (once per run)")
+    return zca_statistics(dataset.train_images)
 
 
 def check_new_run(config: Config, dataset: Dataset) -> np.ndarray:
@@ -110,11 +127,14 @@ def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict) -> Ex
         mean, std = split["mean"], split["std"]
     else:
         mean, std = channel_stats(dataset.train_images)
+    zca = whitening_statistics(config, dataset) if "zca_matrix" not in split else None
+    if config.augment.normalize == "zca" and "zca_matrix" in split:  # the statistics the run started with
+        zca = split["zca_mean"], split["zca_matrix"]
     if changes:
         run.write_config(config)
         listed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changes.items())
         note(f"note: resuming {run.path} with {listed} (recorded in its config.json)")
-    return Experiment(config, run, dataset, labeled, mean, std)
+    return Experiment(config, run, dataset, labeled, mean, std, zca)
 
 
 # ---------------------------------------------------------------- the data a run started with

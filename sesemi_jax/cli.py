@@ -29,15 +29,16 @@ class JaxBackend:
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)
 
-    def classifier(self, state_dict: dict, source: str, config: Config, mean: np.ndarray,
-                   std: np.ndarray) -> commands.Classifier:
+    def classifier(self, state_dict: dict, source: str, config: Config, mean: np.ndarray, std: np.ndarray,
+                   zca: tuple[np.ndarray, np.ndarray] | None) -> commands.Classifier:
         # The network is built from the state dict's own heads and classes, so a run of a method
         # registered elsewhere (examples/flip_proxy) needs no import to be evaluated.
         model = make_model(config.model.backbone, state_dict["sup_head.linear.weight"].shape[0],
                            extra_heads(state_dict), config.model.dropout)
         variables = variables_from_state_dict(state_dict, config.model.backbone, source=source)
         eval_logits = make_eval_logits(model)
-        return lambda images: predict_logits(eval_logits, variables, images, mean, std, config.train.eval_batch_size)
+        return lambda images: predict_logits(eval_logits, variables, images, mean, std, config.train.eval_batch_size,
+                                             zca)
 
     def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
                               step: int | None) -> tuple[dict, int]:

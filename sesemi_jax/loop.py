@@ -77,7 +77,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     if resume:
         state = checkpoints.restore(exp.run.checkpoints, state)
         exp.run.truncate_metrics(int(state.step))
-    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std)
+    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     eval_logits = make_eval_logits(model)
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
@@ -85,7 +85,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
 
     def evaluate(state: TrainState) -> float:
         return accuracy(eval_logits, eval_variables(state, config), exp.dataset.test_images,
-                        exp.dataset.test_labels, exp.mean, exp.std, config.train.eval_batch_size)
+                        exp.dataset.test_labels, exp.mean, exp.std, config.train.eval_batch_size, exp.zca)
 
     holder = {"state": state}  # the loop's only mutable cell: the state threads through pure steps
 

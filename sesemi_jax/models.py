@@ -205,13 +205,45 @@ class TorchvisionResNet(nn.Module):
         return global_avg_pool(x)
 
 
+# The paper's "conv-large" (vuptran/sesemi networks/convnet.py, create_network): (features,
+# kernel, padding) per conv, "pool" for a 2x2/2 max pool. 3x3 convs are Keras padding='same'
+# (1 px each side), the 3x3-512 and both 1x1 convs 'valid'; 32x32 inputs end at 6x6x128.
+CONVNET13_LAYERS: tuple = ((128, 3, 1), (128, 3, 1), (128, 3, 1), "pool",
+                           (256, 3, 1), (256, 3, 1), (256, 3, 1), "pool",
+                           (512, 3, 0), (256, 1, 0), (128, 1, 0))
+LEAKINESS = 0.1  # LeakyReLU slope of the paper's ConvNet
+
+
+class ConvNet13(nn.Module):
+    """The 13-layer max-pooling ConvNet of the SESEMI paper's code (`CONVNET13_LAYERS`): every
+    conv has a bias (Keras use_bias=True; zero at init) and is followed by BatchNorm and
+    LeakyReLU 0.1; global average pool at the end. Convs are `conv1`..`conv9`, norms
+    `bn1`..`bn9`, as in PyTorch. The paper's in-network dropout after each pool is 0.0 for
+    CIFAR (train_evaluate_sesemi.py, `in_network_dropout`), so it is left out here."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        index = 0
+        for layer in CONVNET13_LAYERS:
+            if layer == "pool":
+                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+                continue
+            index += 1
+            features, kernel, pad = layer
+            x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), use_bias=True,
+                        kernel_init=he_normal_fan_out, bias_init=nn.initializers.zeros, name=f"conv{index}")(x)
+            x = nn.leaky_relu(BatchNorm(not train, name=f"bn{index}")(x), LEAKINESS)
+        return global_avg_pool(x)
+
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet20": partial(CifarResNet, blocks_per_stage=3),
     "wrn28_2": partial(WideResNet, depth=28, widen=2),
     "resnet18": partial(TorchvisionResNet, block=BasicBlock, blocks=(2, 2, 2, 2)),
     "resnet50": partial(TorchvisionResNet, block=Bottleneck, blocks=(3, 4, 6, 3)),
+    "convnet13": ConvNet13,
 }
-FEATURES = {"resnet20": 64, "wrn28_2": 128, "resnet18": 512, "resnet50": 2048}
+FEATURES = {"resnet20": 64, "wrn28_2": 128, "resnet18": 512, "resnet50": 2048, "convnet13": 128}
 
 
 def check_backbone(backbone: str) -> None:
@@ -238,6 +270,10 @@ def resnet18(name: str | None = None) -> nn.Module:
 
 def resnet50(name: str | None = None) -> nn.Module:
     return make_backbone("resnet50", name)
+
+
+def convnet13(name: str | None = None) -> nn.Module:
+    return make_backbone("convnet13", name)
 
 
 class SupervisedHead(nn.Module):

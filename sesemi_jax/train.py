@@ -51,12 +51,14 @@ class DeviceData:
     labels: jax.Array  # (N,) int32
     labeled: jax.Array  # (L,) int32 indices of the labeled split
     norm_table: jax.Array  # (C, 256) float32 normalized value of each pixel level (`normalization_table`)
+    zca: Any = None  # None, or (mean (D,), matrix (D, D)) float32: GCN + ZCA replaces the table
 
 
 def device_data(images: np.ndarray, labels: np.ndarray, labeled: np.ndarray,
-                mean: np.ndarray, std: np.ndarray) -> DeviceData:
+                mean: np.ndarray, std: np.ndarray, zca: tuple[np.ndarray, np.ndarray] | None = None) -> DeviceData:
     return DeviceData(jnp.asarray(images, jnp.uint8), jnp.asarray(labels, jnp.int32),
-                      jnp.asarray(labeled, jnp.int32), jnp.asarray(normalization_table(mean, std)))
+                      jnp.asarray(labeled, jnp.int32), jnp.asarray(normalization_table(mean, std)),
+                      None if zca is None else tuple(jnp.asarray(a, jnp.float32) for a in zca))
 
 
 def create_state(model, variables: dict, tx: optax.GradientTransformation, seed: int,
@@ -130,15 +132,29 @@ def _split_batch(x: jax.Array | None, mesh: Mesh | None) -> jax.Array | None:
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("batch")))
 
 
-def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Config):
-    """(normalized labeled batch, {view name: normalized views}, the method's targets)."""
+def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Config,
+                 noise_key: jax.Array | None = None):
+    """(normalized labeled batch, {view name: normalized views}, the method's targets).
+
+    With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise drawn
+    from `noise_key` (the paper adds it to both branches, after augmentation)."""
     padding, mode = crop_geometry(config.augment)
+    if config.augment.noise_std and noise_key is None:
+        raise ValueError("augment.noise_std > 0 needs a noise_key to draw the input noise from")
+
+    def normalized(images: jax.Array, index: int) -> jax.Array:
+        x = transforms.normalize_inputs(images, data.norm_table, data.zca)
+        if not config.augment.noise_std:
+            return x
+        noise_key_i = jax.random.fold_in(noise_key, index)  # input 0 is the labeled batch, then each view
+        return transforms.apply_noise(x, transforms.sample_noise_params(noise_key_i, x.shape, config.augment.noise_std))
+
     sup = transforms.apply_crop(data.images[spec.labeled], spec.sup_offsets, padding, mode)
-    x_sup = transforms.lookup_normalized(transforms.apply_hflip(sup, spec.sup_flips), data.norm_table)
+    x_sup = normalized(transforms.apply_hflip(sup, spec.sup_flips), 0)
     if not method.spec.views_per_image:
         return x_sup, {}, {}
     views, targets = method.apply_views(data.images[spec.unlabeled], spec.views, config)
-    return x_sup, {name: transforms.lookup_normalized(v, data.norm_table) for name, v in views.items()}, targets
+    return x_sup, {name: normalized(v, i) for i, (name, v) in enumerate(views.items(), start=1)}, targets
 
 
 def _student_forward(state: TrainState, params, x_sup, views, method: Method, config: Config, dropout_key):
@@ -169,8 +185,8 @@ def loss_and_grads(state: TrainState, data: DeviceData, spec: BatchSpec, *, meth
                    config: Config, mesh: Mesh | None = None) -> tuple[jax.Array, Any, Any, dict, jax.Array]:
     """(loss, grads, new batch_stats, loss terms, supervised logits) of the batch `spec` describes."""
     step_key = jax.random.fold_in(jax.random.split(state.rng)[0], state.step)
-    _, dropout_key = jax.random.split(step_key)
-    x_sup, views, targets = model_inputs(data, spec, method, config)
+    noise_key, dropout_key = jax.random.split(step_key)
+    x_sup, views, targets = model_inputs(data, spec, method, config, noise_key)
     x_sup, labels = _split_batch(x_sup, mesh), _split_batch(data.labels[spec.labeled], mesh)
     views = {name: _split_batch(v, mesh) for name, v in views.items()}
     teacher = _teacher_forward(state, views, method, dropout_key)
@@ -222,7 +238,8 @@ def compiler_options() -> dict[str, str]:
     convolutions to YNNPACK, which runs them up to 7.6x slower than XLA's own Eigen kernels
     (149 ms against 19.6 ms for a 32x32 16->16 conv on 128 images); turning the YNNPACK
     fusions off made the ResNet-20 step 1.09x and the WRN-28-2 step 1.82x faster on one core
-    (benchmarks/jax_speed_study.py). Only the kernel choice changes, not the maths."""
+    (the former benchmarks/jax_speed_study.py; benchmarks/ynnpack_check.py re-tests it). Only the
+    kernel choice changes, not the maths."""
     if jax.default_backend() != "cpu":
         return {}
     return {"xla_cpu_experimental_ynn_fusion_type": ""}
@@ -230,25 +247,26 @@ def compiler_options() -> dict[str, str]:
 
 def make_eval_logits(model) -> Callable:
     @jax.jit
-    def eval_logits(variables, images, norm_table):
-        (outputs,) = model.apply(variables, transforms.lookup_normalized(images, norm_table), train=False)
+    def eval_logits(variables, images, norm_table, zca=None):
+        (outputs,) = model.apply(variables, transforms.normalize_inputs(images, norm_table, zca), train=False)
         return outputs["sup"]
     return eval_logits
 
 
 def predict_logits(eval_logits: Callable, variables: dict, images: np.ndarray, mean, std,
-                   batch_size: int) -> np.ndarray:
+                   batch_size: int, zca: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Supervised-head logits of uint8 NHWC images; the last batch is padded so one shape compiles."""
     norm_table = jnp.asarray(normalization_table(mean, std))
+    zca = None if zca is None else tuple(jnp.asarray(a, jnp.float32) for a in zca)
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        outputs.append(np.asarray(eval_logits(variables, padded, norm_table))[:len(chunk)])
+        outputs.append(np.asarray(eval_logits(variables, padded, norm_table, zca))[:len(chunk)])
     return np.concatenate(outputs)
 
 
 def accuracy(eval_logits: Callable, variables: dict, images: np.ndarray, labels: np.ndarray,
-             mean, std, batch_size: int) -> float:
-    logits = predict_logits(eval_logits, variables, images, mean, std, batch_size)
+             mean, std, batch_size: int, zca: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    logits = predict_logits(eval_logits, variables, images, mean, std, batch_size, zca)
     return float(np.mean(logits.argmax(-1) == labels))

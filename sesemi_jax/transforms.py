@@ -12,9 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sesemi_common.config import AugmentConfig
-from sesemi_common.sampling import crop_geometry
 from sesemi_common.stats import normalization_table
+from sesemi_common.whitening import GCN_SCALE
 
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
 PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
@@ -103,22 +102,30 @@ def lookup_normalized(images: jax.Array, table: jax.Array) -> jax.Array:
     return jnp.asarray(table)[channels, images.astype(jnp.int32)]
 
 
-def augment_supervised(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:
-    """Supervised branch: the configured crop, then a random left-right flip when `augment.hflip`.
-
-    `augment` holds Python values, fixed at trace time: jit a closure over it, e.g.
-    `jax.jit(lambda k, x: augment_supervised(k, x, cfg.augment))`.
-    """
-    padding, mode = crop_geometry(augment)
-    crop_key, flip_key = jax.random.split(key)
-    n = images.shape[0]
-    cropped = apply_crop(images, sample_crop_params(crop_key, n, padding), padding, mode)
-    if not augment.hflip:
-        return cropped
-    return apply_hflip(cropped, sample_flip_params(flip_key, n))
+def gcn_zca(images: jax.Array, zca_mean: jax.Array, zca_matrix: jax.Array) -> jax.Array:
+    """float32 NHWC: global contrast normalization, then ZCA whitening, of uint8 NHWC images
+    (`sesemi_common.whitening`; statistics flattened H, W, C). The matmul asks for full float32
+    precision: on GPU/TPU the default may round its inputs to TF32/bfloat16."""
+    _check_batch(images)
+    x = images.reshape(images.shape[0], -1).astype(jnp.float32)
+    centered = x - jnp.sum(x, axis=1, keepdims=True) / x.shape[1]  # the sum of uint8 levels is exact
+    norm = jnp.sqrt(jnp.sum(centered * centered, axis=1, keepdims=True))
+    gcn = centered * (GCN_SCALE / jnp.where(norm > 0, norm, 1.0))  # a constant image stays 0
+    white = jnp.dot(gcn - zca_mean, zca_matrix, precision=jax.lax.Precision.HIGHEST)
+    return white.reshape(images.shape)
 
 
-def augment_self(key: jax.Array, images: jax.Array, augment: AugmentConfig) -> jax.Array:
-    """Self-supervised branch: the configured crop only; flips are proxy labels here, never random."""
-    padding, mode = crop_geometry(augment)
-    return apply_crop(images, sample_crop_params(key, images.shape[0], padding), padding, mode)
+def normalize_inputs(images: jax.Array, norm_table: jax.Array, zca: tuple[jax.Array, jax.Array] | None) -> jax.Array:
+    """The trainer's one normalization: the per-channel table, or GCN + ZCA when the run has
+    ZCA statistics (`augment.normalize=zca`); which one is fixed by `zca` being None or not."""
+    return lookup_normalized(images, norm_table) if zca is None else gcn_zca(images, *zca)
+
+
+def sample_noise_params(key: jax.Array, shape: tuple[int, ...], std: float) -> jax.Array:
+    """float32 additive Gaussian noise of standard deviation `std` (the paper's input noise)."""
+    return std * jax.random.normal(key, shape, jnp.float32)
+
+
+def apply_noise(x: jax.Array, noise: jax.Array) -> jax.Array:
+    """Normalized inputs plus the sampled noise: one float32 addition, exact across frameworks."""
+    return x + noise

@@ -14,7 +14,7 @@ from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 from sesemi_common.weights import extra_heads
 
-from . import checkpoints, loop
+from . import checkpoints, loop, transforms
 from .convert import WeightsError, load_arrays
 from .methods import registry
 from .models import make_model
@@ -29,14 +29,15 @@ class TorchBackend:
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)
 
-    def classifier(self, state_dict: dict, source: str, config: Config, mean: np.ndarray,
-                   std: np.ndarray) -> commands.Classifier:
+    def classifier(self, state_dict: dict, source: str, config: Config, mean: np.ndarray, std: np.ndarray,
+                   zca: tuple[np.ndarray, np.ndarray] | None) -> commands.Classifier:
         # Built from the state dict's own heads and classes (see sesemi_jax/cli.py).
         model = make_model(config.model.backbone, state_dict["sup_head.linear.weight"].shape[0],
                            extra_heads(state_dict), config.model.dropout)
         load_arrays(model, state_dict, source)
         mean, std = torch.as_tensor(mean), torch.as_tensor(std)
-        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size)
+        zca = None if zca is None else transforms.zca_tensors(zca)
+        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size, zca=zca)
 
     def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
                               step: int | None) -> tuple[dict, int]:

@@ -18,7 +18,7 @@ from sesemi_common.methods import images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, methods, run_weights
+from . import checkpoints, convert, methods, run_weights, transforms
 from .data import SpecSampler, batch_loader, to_device
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
@@ -79,14 +79,16 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         start = saved["step"]
         exp.run.truncate_metrics(start)
     mean, std = torch.from_numpy(exp.mean).to(device), torch.from_numpy(exp.std).to(device)
+    zca = transforms.zca_tensors(exp.zca, device)
     specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
     loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs)
-    log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch, show_progress)
+    log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch,
+                      show_progress)
 
     def evaluate() -> float:
         return accuracy(ema.module if config.train.eval_ema else model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
-                        config.train.eval_batch_size, device)
+                        config.train.eval_batch_size, device, zca)
 
     def save(done: int) -> None:
         checkpoints.save(exp.run.checkpoints, done, {
@@ -97,7 +99,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
 
     def step_fn(step: int, batch: dict) -> dict:
         return train_step(model, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
-                          channels_last, ema)
+                          channels_last, ema, zca)
 
     started = time.perf_counter()
     try:

@@ -115,6 +115,50 @@ class WideResNet(nn.Module):
         return F.relu(self.final_bn(x)).mean(dim=(2, 3))
 
 
+# The paper's "conv-large" (vuptran/sesemi networks/convnet.py, create_network): (features,
+# kernel, padding) per conv, "pool" for a 2x2/2 max pool. 3x3 convs are Keras padding='same'
+# (1 px each side), the 3x3-512 and both 1x1 convs 'valid'; 32x32 inputs end at 6x6x128.
+CONVNET13_LAYERS: tuple = ((128, 3, 1), (128, 3, 1), (128, 3, 1), "pool",
+                           (256, 3, 1), (256, 3, 1), (256, 3, 1), "pool",
+                           (512, 3, 0), (256, 1, 0), (128, 1, 0))
+LEAKINESS = 0.1  # LeakyReLU slope of the paper's ConvNet
+
+
+class ConvNet13(nn.Module):
+    """The 13-layer max-pooling ConvNet of the SESEMI paper's code (`CONVNET13_LAYERS`): every
+    conv has a bias (Keras use_bias=True; zero at init) and is followed by BatchNorm and
+    LeakyReLU 0.1; global average pool at the end. Modules `conv1`..`conv9`, `bn1`..`bn9`.
+    The paper's in-network dropout after each pool is 0.0 for CIFAR (train_evaluate_sesemi.py,
+    `in_network_dropout`), so it is left out here."""
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        self.plan: list[str | int] = []  # forward order: a conv's index, or "pool"
+        convs = 0
+        for layer in CONVNET13_LAYERS:
+            if layer == "pool":
+                self.plan.append("pool")
+                continue
+            features, kernel, pad = layer
+            convs += 1
+            self.add_module(f"conv{convs}", nn.Conv2d(in_channels, features, kernel, padding=pad, bias=True))
+            self.add_module(f"bn{convs}", nn.BatchNorm2d(features))
+            self.plan.append(convs)
+            in_channels = features
+        self.out_features = in_channels
+        he_init_(self)
+        for index in range(1, convs + 1):
+            nn.init.zeros_(getattr(self, f"conv{index}").bias)  # torch's default is uniform; Keras' zeros
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.plan:
+            if step == "pool":
+                x = F.max_pool2d(x, 2, stride=2)
+            else:
+                x = F.leaky_relu(getattr(self, f"bn{step}")(getattr(self, f"conv{step}")(x)), LEAKINESS)
+        return x.mean(dim=(2, 3))
+
+
 def _torchvision_backbone(name: str) -> nn.Module:
     """torchvision's ResNet (its own He fan-out init) with `fc` replaced by Identity."""
     model = getattr(torchvision.models, name)(weights=None)
@@ -139,7 +183,12 @@ def resnet50() -> nn.Module:
     return _torchvision_backbone("resnet50")
 
 
-BACKBONES = {"resnet20": resnet20, "wrn28_2": wrn28_2, "resnet18": resnet18, "resnet50": resnet50}
+def convnet13() -> nn.Module:
+    return ConvNet13()
+
+
+BACKBONES = {"resnet20": resnet20, "wrn28_2": wrn28_2, "resnet18": resnet18, "resnet50": resnet50,
+             "convnet13": convnet13}
 
 
 def check_backbone(backbone: str) -> None:

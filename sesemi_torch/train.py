@@ -25,15 +25,28 @@ from . import transforms
 from .methods import LossInputs, Method
 
 
-def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor):
-    """(normalized labeled batch, {view name: normalized views}, the method's targets), float32 NCHW."""
+def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
+                 zca: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """(normalized labeled batch, {view name: normalized views}, the method's targets), float32 NCHW.
+
+    Normalization is per channel, or GCN + ZCA when `zca` (channels-first, `transforms.zca_tensors`)
+    is given. With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise
+    from torch's global generator (the paper adds it to both branches, after augmentation)."""
     padding, mode = crop_geometry(config.augment)
+
+    def normalized(images: torch.Tensor) -> torch.Tensor:
+        x = transforms.normalize_inputs(images, mean, std, zca)
+        if not config.augment.noise_std:
+            return x
+        return transforms.apply_noise(x, transforms.sample_noise_params(None, x.shape, config.augment.noise_std,
+                                                                        x.device))
+
     sup = transforms.apply_crop(batch["sup_images"], batch["sup_offsets"], padding, mode)
-    x_sup = transforms.normalize(transforms.apply_hflip(sup, batch["sup_flips"]), mean, std)
+    x_sup = normalized(transforms.apply_hflip(sup, batch["sup_flips"]))
     if not method.spec.views_per_image:
         return x_sup, {}, {}
     views, targets = method.apply_views(batch["unlabeled_images"], batch["views"], config)
-    return x_sup, {name: transforms.normalize(v, mean, std) for name, v in views.items()}, targets
+    return x_sup, {name: normalized(v) for name, v in views.items()}, targets
 
 
 def make_ema(model: nn.Module, config: Config) -> AveragedModel | None:
@@ -76,10 +89,11 @@ def teacher_forward(ema: AveragedModel | None, views: dict, method: Method) -> d
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict,
                step: int, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
-               channels_last: bool = False, ema: AveragedModel | None = None) -> dict[str, torch.Tensor]:
+               channels_last: bool = False, ema: AveragedModel | None = None,
+               zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """One optimizer step; returns detached metrics (the loop fetches them every log_every steps)."""
     model.train()
-    x_sup, views, targets = model_inputs(batch, method, config, mean, std)
+    x_sup, views, targets = model_inputs(batch, method, config, mean, std, zca)
     dtype = next(model.parameters()).dtype  # a float64 model (parity tests) computes in float64
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x_sup = x_sup.to(dtype).contiguous(memory_format=memory_format)
@@ -108,18 +122,19 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor, std: torch.Tensor,
-                   batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+                   batch_size: int, device: torch.device | str = "cpu",
+                   zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """Supervised-head logits of uint8 NHWC images (eval mode: running BatchNorm statistics)."""
     model.eval()
     outputs = []
     for start in range(0, len(images_nhwc), batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(images_nhwc[start:start + batch_size])).permute(0, 3, 1, 2)
-        (logits,) = model(transforms.normalize(chunk.to(device), mean, std))
+        (logits,) = model(transforms.normalize_inputs(chunk.to(device), mean, std, zca))
         outputs.append(logits["sup"].float().cpu().numpy())
     return np.concatenate(outputs)
 
 
 def accuracy(model: nn.Module, images_nhwc: np.ndarray, labels: np.ndarray, mean, std, batch_size: int,
-             device: torch.device | str = "cpu") -> float:
-    logits = predict_logits(model, images_nhwc, mean, std, batch_size, device)
+             device: torch.device | str = "cpu", zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
+    logits = predict_logits(model, images_nhwc, mean, std, batch_size, device, zca)
     return float(np.mean(logits.argmax(-1) == labels))

@@ -20,8 +20,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import is_pure_tensor
 
 from sesemi_common.config import AugmentConfig
-from sesemi_common.sampling import crop_geometry
 from sesemi_common.stats import normalization_table
+from sesemi_common.whitening import GCN_SCALE
 
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
 PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
@@ -109,20 +109,43 @@ def lookup_normalized(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor
     return flat.reshape(levels.shape).movedim(0, -3).contiguous()
 
 
-def augment_supervised(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
-    """Supervised branch: the configured crop, then a random left-right flip when `augment.hflip`."""
-    padding, mode = crop_geometry(augment)
-    n = images.shape[0]
-    cropped = apply_crop(images, sample_crop_params(rng, n, padding), padding, mode)
-    if not augment.hflip:
-        return cropped
-    return apply_hflip(cropped, sample_flip_params(rng, n))
+def gcn_zca(images: torch.Tensor, zca_mean: torch.Tensor, zca_matrix: torch.Tensor) -> torch.Tensor:
+    """float32 NCHW: global contrast normalization, then ZCA whitening, of uint8 NCHW images
+    (`sesemi_common.whitening`). The statistics index pixels in H, W, C order, as JAX's and the
+    paper's: each image is flattened in that order and the result put back to NCHW."""
+    n, c, h, w = images.shape
+    x = images.permute(0, 2, 3, 1).reshape(n, -1).float()
+    centered = x - x.sum(dim=1, keepdim=True) / x.shape[1]  # the sum of uint8 levels is exact
+    norm = (centered * centered).sum(dim=1, keepdim=True).sqrt()
+    gcn = centered * (GCN_SCALE / torch.where(norm > 0, norm, torch.ones_like(norm)))  # a constant image stays 0
+    white = (gcn - zca_mean) @ zca_matrix
+    return white.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
-def augment_self(rng: torch.Generator | None, images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
-    """Self-supervised branch: the configured crop only; flips are proxy labels here, never random."""
-    padding, mode = crop_geometry(augment)
-    return apply_crop(images, sample_crop_params(rng, images.shape[0], padding), padding, mode)
+def normalize_inputs(images: torch.Tensor, mean, std, zca: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The trainer's one normalization: per channel with `mean` and `std`, or GCN + ZCA when the
+    run has ZCA statistics (`augment.normalize=zca`, tensors on the images' device)."""
+    return normalize(images, mean, std) if zca is None else gcn_zca(images, *zca)
+
+
+def zca_tensors(zca: tuple[np.ndarray, np.ndarray] | None,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A run's GCN + ZCA (mean, matrix) as float32 tensors on `device`; None stays None."""
+    if zca is None:
+        return None
+    mean, matrix = (torch.as_tensor(np.asarray(a, np.float32), device=device) for a in zca)
+    return mean, matrix
+
+
+def sample_noise_params(rng: torch.Generator | None, shape: tuple[int, ...], std: float,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """float32 additive Gaussian noise of standard deviation `std` (the paper's input noise)."""
+    return std * torch.randn(shape, generator=rng, device=device)
+
+
+def apply_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Normalized inputs plus the sampled noise: one float32 addition, exact across frameworks."""
+    return x + noise
 
 
 class RandomPadCrop(v2.Transform):

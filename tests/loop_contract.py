@@ -49,6 +49,19 @@ class LoopContract:
         assert self.checkpoints.latest_step(run.checkpoints) == 24
 
 
+    def test_the_paper_preset_trains(self, tmp_path):
+        """`--config paper` with a tiny override: convnet13, GCN + ZCA, input noise, dropout, decay
+        1e-3 for two steps on 16x16 digits (a 768 x 768 ZCA), and an evaluation."""
+        config = apply_overrides(Config.load("paper"), [*TINY, "train.steps=2", "train.eval_every=2",
+                                                        "train.checkpoint_every=2"])
+        assert (config.model.backbone, config.augment.normalize, config.augment.noise_std) == ("convnet13", "zca", 0.15)
+        summary = self.fit(config, tmp_path / "run", show_progress=False)
+        split = RunDir(tmp_path / "run").read_split()
+        assert split["zca_matrix"].shape == (768, 768)
+        losses = [m for m in RunDir(tmp_path / "run").read_metrics() if "loss" in m]
+        assert losses and all(np.isfinite(m["loss"]) for m in losses)
+        assert 0.0 <= summary["final_test_accuracy"] <= 1.0
+
     def test_training_into_an_existing_run_needs_resume(self, tmp_path):
         self.fit(tiny("train.steps=4", "train.checkpoint_every=4"), tmp_path / "run", show_progress=False)
         with pytest.raises(RunDirError, match=r"already holds a run \(finished, see its summary.json\): pass --overwrite"):

@@ -1,5 +1,7 @@
-"""PyTorch twin of sesemi_jax/methods/entmin.py. Entropy minimization (Grandvalet and Bengio 2005): CE_sup + w(t) * the mean entropy of
-the supervised head's predictions on one augmented view of each unlabeled image."""
+"""PyTorch twin of sesemi_jax/methods/entmin.py.
+
+Entropy minimization (Grandvalet and Bengio 2005): CE_sup + w(t) * the mean entropy of the
+supervised head's predictions on one augmented view of each unlabeled image."""
 
 from __future__ import annotations
 

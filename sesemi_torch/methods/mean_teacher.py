@@ -1,6 +1,8 @@
-"""PyTorch twin of sesemi_jax/methods/mean_teacher.py. Mean Teacher (Tarvainen and Valpola 2017): the EMA teacher's softmax on view `b` is the
-target of the student's softmax on view `a` (MSE, sigmoid ramp-up). The trainer runs the
-teacher branch through the EMA variables under stop-gradient (registry: mode `teacher`)."""
+"""PyTorch twin of sesemi_jax/methods/mean_teacher.py.
+
+Mean Teacher (Tarvainen and Valpola 2017): the EMA teacher's softmax on view `b` is the target
+of the student's softmax on view `a` (MSE, sigmoid ramp-up). The trainer runs the teacher
+branch through the EMA variables under stop-gradient (registry: mode `teacher`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""PyTorch twin of sesemi_jax/methods/pi_model.py. The Pi-model (Laine and Aila 2017): two stochastic views of each unlabeled image, the
-mean squared difference of their softmax outputs, both with gradient, weighted by a sigmoid
-ramp-up: CE_sup + w(t) * MSE(softmax(a), softmax(b))."""
+"""PyTorch twin of sesemi_jax/methods/pi_model.py.
+
+The Pi-model (Laine and Aila 2017): two stochastic views of each unlabeled image, the mean
+squared difference of their softmax outputs, both with gradient, weighted by a sigmoid ramp-up:
+CE_sup + w(t) * MSE(softmax(a), softmax(b))."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""PyTorch twin of sesemi_jax/methods/proxy.py. SESEMI (6 proxy classes, Tran 2019) and rotation prediction (4, Gidaris 2018): every
-unlabeled image, translated, in all its proxy forms; CE_sup + w(t) * CE_self."""
+"""PyTorch twin of sesemi_jax/methods/proxy.py.
+
+SESEMI (6 proxy classes, Tran 2019) and rotation prediction (4, Gidaris 2018): every unlabeled
+image, translated, in all its proxy forms; CE_sup + w(t) * CE_self."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""PyTorch twin of sesemi_jax/methods/supervised.py. The supervised baseline: CE on the labeled batch, no unlabeled batch. `loss_self` is
-logged as 0 so its records line up with SESEMI's."""
+"""PyTorch twin of sesemi_jax/methods/supervised.py.
+
+The supervised baseline: CE on the labeled batch, no unlabeled batch. `loss_self` is logged as
+0 so its records line up with SESEMI's."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from sesemi_common.config import Config, ConfigError, apply_overrides, resume_changes, valid_keys
+from sesemi_common.config import (Config, ConfigError, apply_overrides, preset_names, preset_path, resume_changes,
+                                   valid_keys)
 from sesemi_common.methods import ema_decay, get, unlabeled_batch
 
 
@@ -38,7 +39,10 @@ def test_save_load_round_trip(tmp_path):
     (["optim.lr=-0.1"], "config key 'optim.lr' must be positive, got -0.1"),
     (["optim.lr=fast"], "config key 'optim.lr' needs a float, got 'fast'"),
     (["model.backbone=resnet21"], "config key 'model.backbone' must be one of resnet20, wrn28_2, resnet18, "
-                                  "resnet50, got 'resnet21'; did you mean 'resnet20'?"),
+                                  "resnet50, convnet13, got 'resnet21'; did you mean 'resnet20'?"),
+    (["augment.normalize=zcaa"], "config key 'augment.normalize' must be one of channel, zca, got 'zcaa'; "
+                                 "did you mean 'zca'?"),
+    (["augment.noise_std=-0.1"], "config key 'augment.noise_std' must be zero or positive, got -0.1"),
     (["model.joint_forward=maybe"], "config key 'model.joint_forward' needs true or false, got 'maybe'"),
     (["optim.lr"], "override 'optim.lr' is not of the form section.key=value"),
     (["train.batch_unlabeled=0"], "method 'sesemi' needs train.batch_unlabeled > 0"),
@@ -130,3 +134,27 @@ def test_resume_may_change_the_lr_and_the_cadence_only():
         resume_changes(saved, apply_overrides(saved, ["optim.lr=0.01", "data.n_labels=30"]))
     assert str(err.value).startswith("--resume cannot change data.n_labels: the run started with "
                                      "data.n_labels=100, this command asks for 30; only optim.lr,")
+
+
+def test_the_paper_preset_loads_by_name_and_by_path():
+    """Every knob of the paper's CIFAR-10 recipe that exists here (docs/PAPER_PRESET.md)."""
+    config = Config.load("paper")
+    assert "paper" in preset_names() and Config.load(preset_path("paper")) == config
+    assert (config.data.dataset, config.data.image_size, config.data.n_labels) == ("cifar10", 32, 4000)
+    assert (config.model.backbone, config.model.dropout, config.model.joint_forward) == ("convnet13", 0.2, False)
+    assert (config.method.name, config.method.sesemi.weight, config.method.sesemi.rampup_steps) == ("sesemi", 1.0, 0)
+    augment = config.augment
+    assert (augment.crop, augment.translate, augment.hflip, augment.normalize, augment.noise_std) == (
+        "translate", 2, True, "zca", 0.15)
+    optim = config.optim
+    assert (optim.lr, optim.momentum, optim.nesterov, optim.weight_decay, optim.schedule, optim.poly_power,
+            optim.warmup_steps) == (0.05, 0.9, True, 1e-3, "poly", 0.5, 0)
+    train = config.train
+    assert (train.steps, train.batch_labeled, train.batch_unlabeled) == (50 * 3125, 96, 16)
+    assert train.eval_every == train.checkpoint_every == 3125  # once per epoch of 50,000 / 16 steps
+
+
+def test_an_unknown_config_names_the_presets(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file papr does not exist: pass the path of a JSON config or "
+                                          r"a preset \(paper\)"):
+        Config.load("papr")

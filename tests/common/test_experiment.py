@@ -121,3 +121,27 @@ def test_resume_of_an_empty_or_missing_folder_creates_nothing(tmp_path, digits):
     with pytest.raises(RunDirError, match=r"holds no run \(no config.json\): nothing to resume"):
         prepare(tiny(), tmp_path / "empty", resume=True, dataset=digits)
     assert not (tmp_path / "none").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_zca_statistics_are_saved_in_the_split_and_reused_on_resume(tmp_path, digits, capsys):
+    exp = _stopped_run(tmp_path / "run", digits, tiny("augment.normalize=zca"))
+    assert "computing GCN + ZCA statistics of 1433 training images" in capsys.readouterr().err
+    split = RunDir(tmp_path / "run").read_split()
+    assert split["zca_mean"].shape == (768,) and split["zca_matrix"].shape == (768, 768)  # 16 x 16 x 3
+    np.testing.assert_array_equal(split["zca_matrix"], exp.zca[1])
+    resumed = prepare(tiny("augment.normalize=zca"), tmp_path / "run", resume=True, dataset=digits)
+    assert "computing" not in capsys.readouterr().err  # read back, not recomputed
+    np.testing.assert_array_equal(resumed.zca[0], exp.zca[0])
+    np.testing.assert_array_equal(resumed.zca[1], exp.zca[1])
+
+
+def test_channel_normalization_keeps_no_zca(tmp_path, digits):
+    exp = prepare(tiny(), tmp_path / "run", dataset=digits)
+    assert exp.zca is None and "zca_matrix" not in RunDir(tmp_path / "run").read_split()
+
+
+def test_zca_of_images_too_large_is_refused_before_writing(tmp_path, digits):
+    large = dataclasses.replace(digits, train_images=np.zeros((40, 96, 96, 3), np.uint8))
+    with pytest.raises(ConfigError, match=r"augment.normalize=zca needs a \(27648, 27648\) matrix"):
+        prepare(tiny("augment.normalize=zca"), tmp_path / "run", dataset=large)
+    assert not (tmp_path / "run").exists()

@@ -54,7 +54,7 @@ def test_state_dict_names_and_layouts(resnet20_variables):
     assert tracked.dtype == np.int64 and tracked.shape == () and tracked == 0
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50"])
+@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_round_trip_is_exact(backbone):
     v = random_variables(backbone, seed=1)
     back = convert.variables_from_state_dict(convert.state_dict_from_variables(v, backbone), backbone)
@@ -67,6 +67,16 @@ def test_wrn_names_follow_the_torch_module():
     assert "backbone.layer1.1.shortcut.weight" not in sd
     assert sd["backbone.final_bn.running_var"].shape == (128,)
     assert not any(key.startswith("self_head") for key in sd)
+
+
+def test_convnet13_names_follow_the_torch_module():
+    sd = convert.state_dict_from_variables(random_variables("convnet13", heads={}), "convnet13")
+    assert sd["backbone.conv1.weight"].shape == (128, 3, 3, 3)
+    assert sd["backbone.conv1.bias"].shape == (128,)  # the paper's convs have biases
+    assert sd["backbone.conv7.weight"].shape == (512, 256, 3, 3)
+    assert sd["backbone.conv9.weight"].shape == (128, 256, 1, 1)
+    assert sd["backbone.bn9.running_var"].shape == (128,)
+    assert not any(key.startswith("backbone.conv10") or key.startswith("backbone.bn10") for key in sd)
 
 
 def test_npz_round_trip_writes_exactly_the_path(resnet20_variables, tmp_path):

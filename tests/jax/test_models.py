@@ -53,7 +53,15 @@ def wrn28_2_by_hand():
     return total + bn_params(128)
 
 
+def convnet13_by_hand():
+    """Nine convs with biases, each followed by a BN: 3x(3x3-128), 3x(3x3-256), 3x3-512, 1x1-256, 1x1-128."""
+    convs = [(3, 3, 128), (3, 128, 128), (3, 128, 128), (3, 128, 256), (3, 256, 256), (3, 256, 256),
+             (3, 256, 512), (1, 512, 256), (1, 256, 128)]
+    return sum(conv_params(k, c_in, c_out) + c_out + bn_params(c_out) for k, c_in, c_out in convs)
+
+
 @pytest.mark.parametrize("backbone, expected", [
+    ("convnet13", 3_122_560),  # the paper's "conv-large", 3.1M; derived in convnet13_by_hand
     # Option B shortcuts: option A (parameter-free) would be 269,072, the paper's "0.27M".
     ("resnet20", 271_824),
     ("wrn28_2", 1_466_320),  # + a 10-class linear head (1,290) = 1,467,610, the usual "1.47M"
@@ -70,6 +78,7 @@ def test_backbone_parameter_counts(backbone, expected):
 def test_hand_counts_match_the_stated_numbers():
     assert resnet20_by_hand() == 271_824
     assert wrn28_2_by_hand() == 1_466_320
+    assert convnet13_by_hand() == 3_122_560
 
 
 def test_batch_stats_mirror_every_batchnorm():
@@ -81,7 +90,7 @@ def test_batch_stats_mirror_every_batchnorm():
     assert count(stats) == bn_params  # mean and var for each (scale, bias)
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50"])
+@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_backbone_returns_pooled_features(backbone):
     module = models.make_backbone(backbone)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
@@ -109,6 +118,22 @@ def test_supervised_only_net_has_no_self_head():
     shapes = variable_shapes(make_model("resnet20", num_classes=7, heads={}))
     assert set(shapes["params"]) == {"backbone", "sup_head"}
     assert shapes["params"]["sup_head"]["linear"]["kernel"].shape == (64, 7)
+
+
+def test_convnet13_ends_at_6x6x128_before_pooling():
+    """32 -> pool 16 -> pool 8 -> valid 3x3 6, as the paper's code says ("6 x 6 x 128")."""
+    module = models.make_backbone("convnet13")
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    variables = jax.eval_shape(lambda k, x: module.init(k, x), jax.random.key(0), x)
+    _, inter = jax.eval_shape(lambda v, x: module.apply(v, x, capture_intermediates=True), variables, x)
+    assert inter["intermediates"]["conv9"]["__call__"][0].shape == (2, 6, 6, 128)
+    assert inter["intermediates"]["conv7"]["__call__"][0].shape == (2, 6, 6, 512)
+
+
+def test_convnet13_conv_biases_start_at_zero():
+    variables = init_variables(make_model("convnet13", 10), jax.random.key(0), 32)
+    for index in range(1, 10):
+        np.testing.assert_array_equal(variables["params"]["backbone"][f"conv{index}"]["bias"], 0.0)
 
 
 def test_stride2_conv_pads_symmetrically_like_torch():
@@ -261,7 +286,7 @@ def test_dropout_acts_on_the_supervised_head_in_train_only():
 
 def test_unknown_backbone_names_the_choices():
     with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, wrn28_2, "
-                                         "resnet18, resnet50"):
+                                         "resnet18, resnet50, convnet13"):
         make_model("resnet21", 10)
 
 

@@ -32,6 +32,7 @@ def count(module):
     ("wrn28_2", 1_466_320),  # + a 10-class linear head (1,290) = 1,467,610, the usual "1.47M"
     ("resnet18", 11_176_512),
     ("resnet50", 23_508_032),
+    ("convnet13", 3_122_560),  # the paper's "conv-large"; tests/jax/test_models.py derives it by hand
 ])
 def test_parameter_counts(backbone, expected):
     model = make_model(backbone, num_classes=10, heads={"self": 6})
@@ -48,7 +49,7 @@ def test_torchvision_backbones_are_torchvision_without_fc(name):
     assert count(reference) - count(backbone) == reference.fc.weight.numel() + reference.fc.bias.numel()
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50"])
+@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_backbone_returns_pooled_features(backbone):
     module = models.make_backbone(backbone).eval()
     with torch.no_grad():
@@ -64,6 +65,24 @@ def test_sesemi_net_output_shapes():
     (out,) = model(torch.randn(3, 3, 32, 32))
     assert set(out) == {"sup"} and out["sup"].shape == (3, 10)  # the supervised head alone by default
     assert not hasattr(make_model("resnet20", 7), "self_head")
+
+
+def test_convnet13_layers_and_init():
+    torch.manual_seed(0)
+    backbone = models.make_backbone("convnet13")
+    convs = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.padding[0]) for c in convs] == [
+        (128, 3, 1), (128, 3, 1), (128, 3, 1), (256, 3, 1), (256, 3, 1), (256, 3, 1),
+        (512, 3, 0), (256, 1, 0), (128, 1, 0)]
+    assert all(torch.equal(c.bias, torch.zeros_like(c.bias)) for c in convs)
+    std = math.sqrt(2.0 / (3 * 3 * 256))  # kaiming normal, fan_out, as the other backbones
+    assert abs(backbone.conv5.weight.std().item() / std - 1) < 0.02
+    # 32 -> pool 16 -> pool 8 -> valid 3x3 6: the paper's "6 x 6 x 128" before pooling.
+    seen = []
+    backbone.conv9.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    with torch.no_grad():
+        backbone.eval()(torch.zeros(2, 3, 32, 32))
+    assert seen == [(2, 128, 6, 6)]
 
 
 def test_init_laws():
@@ -145,7 +164,7 @@ def test_dropout_acts_on_the_supervised_head_in_train_only():
 
 def test_unknown_backbone_names_the_choices():
     with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, wrn28_2, "
-                                         "resnet18, resnet50"):
+                                         "resnet18, resnet50, convnet13"):
         make_model("resnet21", 10)
 
 

@@ -140,25 +140,6 @@ def test_normalize_matches_numpy():
     assert torch.equal(single, out[1])
 
 
-def test_augment_branches():
-    images = asymmetric_batch(n=64, size=6, channels=1)
-    generator = torch.Generator().manual_seed(0)
-    flip_only = AugmentConfig(crop="translate", translate=0, hflip=True)
-    out = nhwc(transforms.augment_supervised(generator, nchw(images), flip_only))
-    flipped = [np.array_equal(o, np.fliplr(i)) for i, o in zip(images, out)]
-    kept = [np.array_equal(o, i) for i, o in zip(images, out)]
-    assert all(f or k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48
-    # the self branch never flips: with no translation it is the identity
-    np.testing.assert_array_equal(nhwc(transforms.augment_self(generator, nchw(images), flip_only)), images)
-    # same generator state, same draws: augment_self is sample_crop_params + apply_crop
-    translate = AugmentConfig(crop="translate", translate=2)
-    state = generator.get_state()
-    out = transforms.augment_self(generator, nchw(images), translate)
-    offsets = transforms.sample_crop_params(torch.Generator().set_state(state), 64, 2)
-    assert len(set(map(tuple, offsets.tolist()))) > 10
-    assert torch.equal(out, transforms.apply_crop(nchw(images), offsets, 2, "reflect"))
-
-
 def test_v2_translate_is_apply_crop_with_global_rng():
     image = nchw(asymmetric_batch(n=1, size=8, channels=3))[0]
     torch.manual_seed(7)
@@ -190,3 +171,23 @@ def test_v2_pipeline_in_a_dataloader():
     batch, labels = next(iter(DataLoader(TransformedImages(images, pipeline), batch_size=6)))
     assert batch.shape == (6, 3, 8, 8) and batch.dtype == torch.float32 and labels.tolist() == list(range(6))
     assert isinstance(transforms.crop_transform(AugmentConfig(crop="pad_crop")), transforms.PadCrop)
+
+
+def test_noise_has_the_asked_standard_deviation_and_is_added_as_is():
+    noise = transforms.sample_noise_params(torch.Generator().manual_seed(0), (64, 3, 32, 32), 0.15)
+    assert noise.dtype == torch.float32 and noise.shape == (64, 3, 32, 32)
+    # 196,608 draws: the sample std is within 0.3% of 0.15 (its standard error is 0.16%) and the mean near 0.
+    assert abs(noise.std().item() / 0.15 - 1) < 0.003 and abs(noise.mean().item()) < 0.003
+    x = torch.ones(64, 3, 32, 32)
+    assert torch.equal(transforms.apply_noise(x, noise), x + noise)
+
+
+def test_gcn_zca_with_identity_statistics_is_gcn():
+    """With mean 0 and the identity matrix, ZCA is a no-op and what is left is GCN: each image
+    centered, with L2 norm 55; a constant image stays 0."""
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 3, 4, 4), dtype=np.uint8))
+    images[2] = 9
+    flat = transforms.gcn_zca(images, torch.zeros(48), torch.eye(48)).reshape(3, -1)
+    torch.testing.assert_close(flat[:2].mean(dim=1), torch.zeros(2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(flat[:2].norm(dim=1), torch.full((2,), 55.0), rtol=1e-6, atol=0)
+    assert torch.equal(flat[2], torch.zeros(48))
