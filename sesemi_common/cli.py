@@ -1,4 +1,7 @@
-"""`sesemi report RUN_DIR...` and `sesemi demo`."""
+"""`sesemi report RUN_DIR...`, `sesemi verify RUN_DIR`, `sesemi export RUN_DIR --to PATH` and `sesemi demo`.
+
+The frameworks are imported only by the commands that need them, so `sesemi report` works
+with neither installed."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .commands import INTERRUPTED, parse_intermixed
-from .config import Config, ConfigError, apply_overrides
+from . import verify as verification
+from .commands import INTERRUPTED, USER_ERRORS, parse_intermixed
+from .config import Config, apply_overrides
+from .export import ExportError, export
 from .report import markdown_table, plot_runs
 from .runs import RunDirError
 
@@ -83,7 +88,31 @@ def demo(out_dir: Path, overrides: Sequence[str] = ()) -> Path:
     print(markdown_table(run_dirs))
     png = plot_runs(run_dirs, out_dir / "report.png")
     print(f"curves: {png}")
+    if len(frameworks) == len(FRAMEWORKS):  # the first run, trained in JAX, evaluated in both
+        print(f"== verify {run_dirs[0]}: its model in both frameworks on the test set", flush=True)
+        print(verification.table(verification.verify(run_dirs[0])))
     return png
+
+
+def check_both_frameworks(command: str) -> None:
+    missing = [name for name in FRAMEWORKS if name not in installed_frameworks()]
+    if missing:
+        raise MissingDependency(f"{command} runs the model in both frameworks and {missing[0]} is not installed: "
+                                f"pip install 'sesemi[{missing[0]}]'")
+
+
+def verify(run_dir: str, step: int | None) -> int:
+    """Print the verdict as one table; exit 1 when the frameworks disagree beyond the tolerance."""
+    check_both_frameworks("sesemi verify")
+    result = verification.verify(run_dir, step)
+    print(verification.table(result))
+    print(f"wrote {Path(run_dir) / 'verify.json'} ({result['wall_time_s']:.1f} s)")
+    if not result["passed"]:
+        print(f"error: the frameworks disagree beyond the tolerance (|logit diff| <= {result['rtol']:g} x "
+              f"max(1, max|logit|) = {result['bound']:.2e}; labels equal except near-ties): see verify.json",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,6 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_parser = commands.add_parser("report", help="curves of several runs in one PNG, and a Markdown table")
     report_parser.add_argument("run_dirs", nargs="+")
     report_parser.add_argument("--out", default="report.png")
+    verify_parser = commands.add_parser("verify", help="evaluate a run's model in both frameworks and compare")
+    verify_parser.add_argument("run_dir")
+    verify_parser.add_argument("--checkpoint", type=int, metavar="STEP", help="a kept checkpoint instead of the final model")
+    export_parser = commands.add_parser("export", help="a run's model as a PyTorch state dict (torch.save)")
+    export_parser.add_argument("run_dir")
+    export_parser.add_argument("--to", required=True, help="the .pth file to write")
+    export_parser.add_argument("--torchvision", action="store_true",
+                               help="a plain torchvision resnet18/resnet50 state dict (fc = the supervised head)")
+    export_parser.add_argument("--checkpoint", type=int, metavar="STEP", help="a kept checkpoint instead of the final model")
     demo_parser = commands.add_parser("demo", help="SESEMI against the supervised baseline on digits")
     demo_parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.steps=100")
     demo_parser.add_argument("--out-dir", default="runs/demo")
@@ -99,11 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "report":
             report(args.run_dirs, Path(args.out))
+        elif args.command == "verify":
+            return verify(args.run_dir, args.checkpoint)
+        elif args.command == "export":
+            if not _installed("torch"):
+                raise MissingDependency("sesemi export writes a torch.save file and torch is not installed: "
+                                        "pip install 'sesemi[torch]'")
+            written = export(args.run_dir, args.to, args.torchvision, args.checkpoint)
+            print(f"wrote {written['to']}: {written['format']} state dict, {written['num_classes']} classes, "
+                  f"step {written['step']} trained by {written['trained_by']} (from {written['weights']})")
         else:
             started = time.perf_counter()
             demo(Path(args.out_dir), args.overrides)
             print(f"demo took {time.perf_counter() - started:.0f} s")
-    except (MissingDependency, ConfigError, RunDirError) as err:
+    except (MissingDependency, ExportError, *USER_ERRORS) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
-"""The `train | eval | predict` command line shared by `sesemi-jax` and `sesemi-torch`.
+"""The `train | eval | predict | export` command line shared by `sesemi-jax` and `sesemi-torch`.
 
-Both CLIs take the same options and config file; only the `Backend` (how to train, and how
-to turn a run directory into a classifier) differs. Every user error ends as one line on
+Both CLIs take the same options and config file; only the `Backend` (how to train, how to turn
+a state dict into a classifier, how to read its own checkpoints) differs. `eval` and `predict`
+read the run's framework-free weights file (sesemi_common/run_weights.py), so either CLI works on
+a run of either framework. Every user error ends as one line on
 stderr and exit code 2; Ctrl-C ends as one line saying where the run stopped, exit 130.
 """
 
@@ -16,16 +18,18 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from . import run_weights
 from .config import Config, ConfigError, apply_overrides, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
 from .experiment import check_new_run
 from .progress import NonFiniteLossError
 from .runs import CheckpointError, RunDir, RunDirError, note
 from .splits import SplitError
+from .weights import WeightsError, write_npz
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC images -> supervised logits
 USER_ERRORS = (ConfigError, DatasetError, SplitError, RunDirError, CheckpointError, FileNotFoundError,
-               NonFiniteLossError)
+               NonFiniteLossError, WeightsError)
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 
@@ -35,7 +39,14 @@ class Backend(Protocol):
 
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict: ...
 
-    def classifier(self, run: RunDir, config: Config, num_classes: int) -> Classifier: ...
+    def classifier(self, state_dict: dict[str, np.ndarray], source: str, config: Config, mean: np.ndarray,
+                   std: np.ndarray, zca: tuple[np.ndarray, np.ndarray] | None) -> Classifier:
+        """Supervised logits of the SesemiNet with this PyTorch-named state dict (from `source`), inputs
+        normalized per channel by `mean`/`std`, or by GCN + ZCA with `zca` (mean, matrix)."""
+
+    def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
+                              step: int | None) -> tuple[dict, int]:
+        """(state dict of what evaluation uses, its step) from one of this framework's checkpoints."""
 
 
 def build_parser(prog: str, train_options: Callable[[argparse.ArgumentParser], None] | None = None):
@@ -53,12 +64,18 @@ def build_parser(prog: str, train_options: Callable[[argparse.ArgumentParser], N
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     if train_options:
         train_options(train)
-    evaluate = commands.add_parser("eval", help="test accuracy of a run's latest checkpoint")
+    evaluate = commands.add_parser("eval", help="test accuracy of a run's model (a run of either framework)")
     evaluate.add_argument("run_dir")
     predict = commands.add_parser("predict", help="classify image files or folders, write a CSV")
     predict.add_argument("run_dir")
     predict.add_argument("inputs", nargs="+", help="image files or folders of images")
     predict.add_argument("--out", default="predictions.csv")
+    export = commands.add_parser("export", help="write a run's framework-free weights file from its checkpoint")
+    export.add_argument("run_dir")
+    export.add_argument("--to", help="where to write the .npz (default: the run's weights/step_<N>.npz)")
+    for command in (evaluate, predict, export):
+        command.add_argument("--checkpoint", type=int, metavar="STEP",
+                             help="the model of this kept checkpoint (default: the final model, else the newest)")
     return parser
 
 
@@ -123,33 +140,60 @@ def _train(backend: Backend, args, options: dict) -> int:
     return 0
 
 
-def _run_to_read(run_dir: str, prog: str) -> RunDir:
-    """The run of `eval` or `predict`: it must exist and hold a checkpoint."""
+def run_to_read(run_dir: str, prog: str) -> RunDir:
+    """The run of `eval`, `predict` or `export`: it must exist and hold a checkpoint."""
     run = RunDir(run_dir)
     run.require_run(f"pass the folder given to `{prog} train --run-dir`")
-    if not run.checkpoint_steps():
+    if not run.checkpoint_steps() and not run_weights.find(run):
         every = run.read_config().train.checkpoint_every
         raise RunDirError(f"{run.path} has no checkpoint yet (its training stopped before step {every}): "
                           f"train it with `{prog} train --run-dir {run.path} --resume`")
     return run
 
 
-def _evaluate(backend: Backend, run_dir: str) -> dict:
-    run = _run_to_read(run_dir, f"sesemi-{backend.name}")
+def _num_classes(run: RunDir, config: Config) -> int:
+    return len(run.read_summary().get("class_names") or load_dataset(config.data).class_names)
+
+
+def load_classifier(backend: Backend, run: RunDir, config: Config, step: int | None = None
+                    ) -> tuple[Classifier, dict]:
+    """The run's model as a classifier in `backend`'s framework, and where it came from (the
+    weights file's metadata: which framework trained it, step, EMA or not)."""
+    path = run_weights.find(run, step)
+    if path is None and run_weights.trained_by(run) == backend.name and not run_weights.saved_steps(run):
+        # A run written before runs had weights files: its own framework reads the checkpoint.
+        state_dict, saved_step = backend.checkpoint_state_dict(run, config, _num_classes(run, config), step)
+        source = f"checkpoint {saved_step} of {run.path}"
+        info = run_weights.metadata(backend.name, saved_step, config, state_dict)
+    else:
+        path = run_weights.require(run, step)
+        state_dict, info = run_weights.read(path, config)
+        source = f"weights file {path}"
+    split = run.read_split()
+    zca = (split["zca_mean"], split["zca_matrix"]) if config.augment.normalize == "zca" else None
+    classify = backend.classifier(state_dict, source, config, split["mean"], split["std"], zca)
+    return classify, {"trained_by": info.get("framework", run_weights.trained_by(run)), "step": info.get("step"),
+                      "variables": info.get("variables", "model"), "weights": source}
+
+
+def _evaluate(backend: Backend, run_dir: str, step: int | None) -> dict:
+    run = run_to_read(run_dir, f"sesemi-{backend.name}")
     config = run.read_config()
     dataset = load_dataset(config.data)
-    classify = backend.classifier(run, config, len(dataset.class_names))
+    classify, origin = load_classifier(backend, run, config, step)
     predictions = classify(dataset.test_images).argmax(-1)
-    return {"run_dir": str(run.path), "framework": backend.name,
+    return {"run_dir": str(run.path), "framework": backend.name, **origin,
             "test_accuracy": float(np.mean(predictions == dataset.test_labels)), "test_images": len(predictions)}
 
 
-def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str) -> int:
-    run = _run_to_read(run_dir, f"sesemi-{backend.name}")
+def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str, step: int | None) -> int:
+    run = run_to_read(run_dir, f"sesemi-{backend.name}")
     config = run.read_config()
     class_names = run.read_summary().get("class_names") or load_dataset(config.data).class_names
     paths, images = read_images([Path(p) for p in inputs], config.data.image_size)
-    logits = backend.classifier(run, config, len(class_names))(images)
+    classify, origin = load_classifier(backend, run, config, step)
+    note(f"note: the model of step {origin['step']}, trained by {origin['trained_by']} ({origin['weights']})")
+    logits = classify(images)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     with open(out, "w", newline="") as f:
@@ -158,6 +202,23 @@ def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str) ->
         for path, p in zip(paths, probs):
             writer.writerow([str(path), int(p.argmax()), class_names[int(p.argmax())], f"{p.max():.6f}"])
     return len(paths)
+
+
+def _export(backend: Backend, run_dir: str, to: str | None, step: int | None) -> Path:
+    """The weights file of one of the run's checkpoints (the newest that loads by default), read
+    with the framework that trained it: for a run written before runs had weights files, or a copy."""
+    prog = f"sesemi-{backend.name}"
+    run = run_to_read(run_dir, prog)
+    trainer = run_weights.trained_by(run)
+    if trainer != backend.name:
+        raise RunDirError(f"{run.path} was trained by {trainer}, so {prog} cannot read its checkpoints: "
+                          f"run `sesemi-{trainer} export {run.path}`")
+    config = run.read_config()
+    state_dict, saved_step = backend.checkpoint_state_dict(run, config, _num_classes(run, config), step)
+    if to is None:
+        return run_weights.save(run, saved_step, state_dict, backend.name, config)
+    write_npz(state_dict, to, run_weights.metadata(backend.name, saved_step, config, state_dict))
+    return Path(to)
 
 
 def interrupted_message(args, prog: str) -> str:
@@ -182,9 +243,11 @@ def main(backend: Backend, argv: Sequence[str] | None = None,
         if args.command == "train":
             return _train(backend, args, fit_options(args) if fit_options else {})
         if args.command == "eval":
-            print(json.dumps(_evaluate(backend, args.run_dir), indent=2))
+            print(json.dumps(_evaluate(backend, args.run_dir, args.checkpoint), indent=2))
+        elif args.command == "export":
+            print(f"wrote {_export(backend, args.run_dir, args.to, args.checkpoint)}")
         else:
-            count = _predict(backend, args.run_dir, args.inputs, args.out)
+            count = _predict(backend, args.run_dir, args.inputs, args.out, args.checkpoint)
             print(f"wrote {count} predictions to {args.out}")
     except (*USER_ERRORS, *backend.user_errors) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,9 +13,20 @@ def _label(summary: dict, run: RunDir) -> str:
     return f"{summary.get('framework', '?')} {summary.get('method', '?')} ({run.path.name})"
 
 
+def _verification(run: RunDir) -> str:
+    """`sesemi verify`'s verdict: PASS/FAIL, label agreement, largest logit difference."""
+    result = run.read_verification()
+    if not result:
+        return "-"
+    return (f"{'PASS' if result.get('passed') else 'FAIL'} {100 * result['label_agreement']:.2f}% agree, "
+            f"max diff {result['max_abs_logit_diff']:.1e}")
+
+
 def markdown_table(run_dirs: Sequence[str | Path]) -> str:
-    rows = ["| run | framework | method | backbone | labels | steps | final test acc | train images/s |",
-            "|---|---|---|---|---|---|---|---|"]
+    verified = any(RunDir(path).read_verification() for path in run_dirs)  # the column only when it says something
+    rows = ["| run | framework | method | backbone | labels | steps | final test acc | train images/s |"
+            + (" verification |" if verified else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|" if verified else "")]
     for path in run_dirs:
         run = RunDir(path)
         summary, metrics = run.read_summary(), run.read_metrics()
@@ -24,7 +35,8 @@ def markdown_table(run_dirs: Sequence[str | Path]) -> str:
         rows.append(f"| {run.path.name} | {summary.get('framework')} | {summary.get('method')} | "
                     f"{summary.get('backbone')} | {summary.get('n_labels')} | {summary.get('steps')} | "
                     f"{'-' if accuracy is None else f'{100 * accuracy:.2f}%'} | "
-                    f"{statistics.median(speeds) if speeds else 0:.0f} |")
+                    f"{statistics.median(speeds) if speeds else 0:.0f} |"
+                    + (f" {_verification(run)} |" if verified else ""))
     return "\n".join(rows)
 
 

@@ -5,6 +5,9 @@
     metrics.jsonl   one JSON object per logged step or evaluation
     summary.json    written when the run ends
     checkpoints/    framework-specific, written by the trainers
+    weights/        step_<N>.npz beside each checkpoint, and model.npz when the run ends: the
+                    model in either framework's hands (sesemi_common/run_weights.py)
+    verify.json     written by `sesemi verify`: the run's model evaluated in both frameworks
 
 The life of a run directory, as `state()` names it:
 
@@ -38,7 +41,8 @@ from .files import atomic_write
 # complete, torch's `step_<step>.pt` is renamed into place too. Temporary names match neither.
 _CHECKPOINT_NAME = re.compile(r"^(?:(\d+)|step_(\d+)\.pt)$")
 # What a run writes; `clear` removes exactly these, never anything else a user keeps in the folder.
-_RUN_FILES = ("config.json", "split.npz", "metrics.jsonl", "summary.json")
+_RUN_FILES = ("config.json", "split.npz", "metrics.jsonl", "summary.json", "model.npz", "verify.json")
+_RUN_FOLDERS = ("checkpoints", "weights")
 
 
 class RunDirError(ValueError):
@@ -98,11 +102,13 @@ class RunDir:
             raise RunDirError(f"{self.path} {where}: {advice}")
 
     def clear(self) -> None:
-        """Remove what a run wrote here (config, split, metrics, summary, checkpoints) and nothing else."""
+        """Remove what a run wrote here (config, split, metrics, summary, checkpoints, weights) and
+        nothing else."""
         for name in _RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
-        if self.checkpoints.is_dir():
-            shutil.rmtree(self.checkpoints)
+        for name in _RUN_FOLDERS:
+            if (self.path / name).is_dir():
+                shutil.rmtree(self.path / name)
 
     def write_config(self, config: Config) -> None:
         _write_json(self._created("config.json"), config.to_dict())
@@ -155,6 +161,14 @@ class RunDir:
     def read_summary(self) -> dict:
         """The summary of a finished run; {} while the run has none."""
         path = self.path / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_verification(self, verification: Mapping[str, Any]) -> None:
+        _write_json(self._created("verify.json"), dict(verification))
+
+    def read_verification(self) -> dict:
+        """What `sesemi verify` found; {} for a run never verified."""
+        path = self.path / "verify.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _created(self, name: str) -> Path:

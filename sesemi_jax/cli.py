@@ -1,4 +1,4 @@
-"""`sesemi-jax train | eval | predict`: the same options and config file as `sesemi-torch`."""
+"""`sesemi-jax train | eval | predict | export`: the same options and config file as `sesemi-torch`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import numpy as np
 
 from sesemi_common import commands
 from sesemi_common.config import Config
-from sesemi_common.runs import RunDir
-
 from sesemi_common.methods import ema_decay
+from sesemi_common.runs import RunDir
+from sesemi_common.weights import extra_heads
 
 from . import checkpoints, loop
-from .convert import WeightsError
+from .convert import WeightsError, state_dict_from_variables, variables_from_state_dict
 from .methods import registry
 from .models import init_variables, make_model
 from .optim import make_optimizer
@@ -28,17 +29,25 @@ class JaxBackend:
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)
 
-    def classifier(self, run: RunDir, config: Config, num_classes: int) -> commands.Classifier:
+    def classifier(self, state_dict: dict, source: str, config: Config, mean: np.ndarray, std: np.ndarray,
+                   zca: tuple[np.ndarray, np.ndarray] | None) -> commands.Classifier:
+        # The network is built from the state dict's own heads and classes, so a run of a method
+        # registered elsewhere (examples/flip_proxy) needs no import to be evaluated.
+        model = make_model(config.model.backbone, state_dict["sup_head.linear.weight"].shape[0],
+                           extra_heads(state_dict), config.model.dropout)
+        variables = variables_from_state_dict(state_dict, config.model.backbone, source=source)
+        eval_logits = make_eval_logits(model)
+        return lambda images: predict_logits(eval_logits, variables, images, mean, std, config.train.eval_batch_size,
+                                             zca)
+
+    def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
+                              step: int | None) -> tuple[dict, int]:
         model = make_model(config.model.backbone, num_classes, registry.get(config.method.name).heads,
                            config.model.dropout)
         like = create_state(model, init_variables(model, jax.random.PRNGKey(0), config.data.image_size),
                             make_optimizer(config.optim, config.train.steps), config.train.seed, ema_decay(config))
-        variables = loop.eval_variables(checkpoints.restore(run.checkpoints, like), config)
-        split = run.read_split()
-        eval_logits = make_eval_logits(model)
-        zca = (split["zca_mean"], split["zca_matrix"]) if config.augment.normalize == "zca" else None
-        return lambda images: predict_logits(eval_logits, variables, images, split["mean"], split["std"],
-                                             config.train.eval_batch_size, zca)
+        state = checkpoints.restore(run.checkpoints, like, step)
+        return state_dict_from_variables(loop.eval_variables(state, config), config.model.backbone), int(state.step)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

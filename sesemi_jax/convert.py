@@ -18,14 +18,19 @@ import jax
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from sesemi_common.weights import WeightsError, read_npz, write_npz
+from sesemi_common.weights import WeightsError, extra_heads, read_npz, write_npz
 from sesemi_jax.models import FEATURES, check_backbone, make_backbone
 
 FlaxPath = tuple[str, ...]
 # torch key -> (collection, flax path, layout); layout is conv | linear | vector.
 Table = dict[str, tuple[str, FlaxPath, str]]
 
-_HEADS = ("sup_head.linear", "self_head")
+SUP_HEAD = "sup_head.linear"  # the supervised head (dropout -> linear); a method's heads are `{name}_head`
+
+
+def _heads(state_dict: dict[str, Any]) -> tuple[str, ...]:
+    """Module names of the heads a state dict may hold: the supervised one and every `{name}_head`."""
+    return (SUP_HEAD, *(f"{name}_head" for name in extra_heads(state_dict)))
 
 
 def conv_kernel_from_torch(weight: np.ndarray) -> np.ndarray:
@@ -98,7 +103,7 @@ def backbone_table(backbone: str) -> tuple[Table, dict[str, tuple[int, ...]]]:
 def _head_table(state_dict: dict[str, np.ndarray], backbone: str, source: str) -> tuple[Table, dict]:
     """Entries for the heads the state dict holds (a head is optional, but whole)."""
     table, shapes = {}, {}
-    for head in _HEADS:
+    for head in _heads(state_dict):
         weight, bias = f"{head}.weight", f"{head}.bias"
         if weight not in state_dict and bias not in state_dict:
             continue
@@ -152,7 +157,7 @@ def state_dict_from_variables(variables: dict, backbone: str) -> dict[str, np.nd
     """The PyTorch state dict (numpy values) of SesemiNet variables; num_batches_tracked = 0."""
     table, found = _table(variables)
     _, expected = backbone_table(backbone)
-    heads = {key: shape for key, shape in found.items() if key.startswith(tuple(f"{h}." for h in _HEADS))}
+    heads = {key: shape for key, shape in found.items() if not key.startswith("backbone.")}
     _check_keys(found, {**expected, **heads}, backbone, "variables",
                 hint="are these the variables of another backbone?")
     state_dict = {}
@@ -187,6 +192,21 @@ def load_torchvision_weights(variables: dict, path: str | Path, backbone: str) -
         raise WeightsError(f"weights file {path} holds a whole SesemiNet ('backbone.*' keys), not a "
                            "torchvision state dict: load it with load_npz")
     backbone_only = {f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith("fc.")}
-    loaded = variables_from_state_dict(backbone_only, backbone, source=f"weights file {path}")
+    return _with_backbone(variables, backbone_only, backbone, path)
+
+
+def load_backbone_weights(variables: dict, path: str | Path, backbone: str) -> dict:
+    """`variables` with the backbone of `path`: a torchvision state dict in `.npz` form, or a whole
+    SesemiNet (a run's `model.npz` or `weights/step_<N>.npz`, trained in either framework), whose
+    heads are dropped: the heads stay as they are in `variables` (the new run's classes and method)."""
+    state_dict = read_npz(path)
+    if not any(key.startswith("backbone.") for key in state_dict):
+        return load_torchvision_weights(variables, path, backbone)
+    backbone_only = {k: v for k, v in state_dict.items() if k.startswith("backbone.")}
+    return _with_backbone(variables, backbone_only, backbone, path)
+
+
+def _with_backbone(variables: dict, backbone_state_dict: dict, backbone: str, path) -> dict:
+    loaded = variables_from_state_dict(backbone_state_dict, backbone, source=f"weights file {path}")
     return {collection: {**variables[collection], "backbone": loaded[collection]["backbone"]}
             for collection in ("params", "batch_stats")}

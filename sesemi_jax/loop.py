@@ -20,7 +20,7 @@ from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, methods
+from . import checkpoints, convert, methods, run_weights
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
@@ -33,11 +33,12 @@ def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
 
 
 def load_pretrained(variables: dict, path: str, backbone: str) -> dict:
-    """The backbone from a torchvision state dict in its torch-free `.npz` form."""
+    """The backbone from a torchvision state dict in its torch-free `.npz` form, or from a run's
+    `model.npz` (either framework's)."""
     if path.endswith((".pth", ".pt")):
         raise WeightsError(f"model.weights={path} is a PyTorch file, which sesemi_jax cannot read: convert it "
                            f"with `python -m sesemi_torch.convert {path} OUT.npz` and pass OUT.npz")
-    return convert.load_torchvision_weights(variables, path, backbone)
+    return convert.load_backbone_weights(variables, path, backbone)
 
 
 def _initial_state(exp: Experiment, model, tx, initial_variables: dict | None) -> TrainState:
@@ -99,7 +100,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         last_record, last_accuracy = run_steps(
             log, config.train, ((step, None) for step in range(int(state.step), config.train.steps)),
             step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]),
-            save=lambda done: checkpoints.save(exp.run.checkpoints, done, holder["state"]),
+            save=lambda done: (checkpoints.save(exp.run.checkpoints, done, holder["state"]),
+                               run_weights.save(exp.run, done, eval_variables(holder["state"], config), config)),
             saved_step=checkpoints.latest_step(exp.run.checkpoints))
     finally:
         log.close()

@@ -1,4 +1,4 @@
-"""`sesemi-torch train | eval | predict`: the same options and config file as `sesemi-jax`."""
+"""`sesemi-torch train | eval | predict | export`: the same options and config file as `sesemi-jax`."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from sesemi_common import commands
 from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
+from sesemi_common.weights import extra_heads
 
 from . import checkpoints, loop, transforms
-from .convert import WeightsError
+from .convert import WeightsError, load_arrays
 from .methods import registry
 from .models import make_model
+from .run_weights import state_dict_arrays
 from .train import predict_logits
 
 
@@ -26,17 +29,23 @@ class TorchBackend:
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)
 
-    def classifier(self, run: RunDir, config: Config, num_classes: int) -> commands.Classifier:
+    def classifier(self, state_dict: dict, source: str, config: Config, mean: np.ndarray, std: np.ndarray,
+                   zca: tuple[np.ndarray, np.ndarray] | None) -> commands.Classifier:
+        # Built from the state dict's own heads and classes (see sesemi_jax/cli.py).
+        model = make_model(config.model.backbone, state_dict["sup_head.linear.weight"].shape[0],
+                           extra_heads(state_dict), config.model.dropout)
+        load_arrays(model, state_dict, source)
+        mean, std = torch.as_tensor(mean), torch.as_tensor(std)
+        zca = None if zca is None else transforms.zca_tensors(zca)
+        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size, zca=zca)
+
+    def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
+                              step: int | None) -> tuple[dict, int]:
         model = make_model(config.model.backbone, num_classes, registry.get(config.method.name).heads,
                            config.model.dropout)
-        saved = checkpoints.restore(run.checkpoints)
+        saved = checkpoints.restore(run.checkpoints, step)
         model.load_state_dict(ema_weights(saved["ema"]) if config.train.eval_ema else saved["model"])
-        split = run.read_split()
-        mean, std = torch.as_tensor(split["mean"]), torch.as_tensor(split["std"])
-        zca = None
-        if config.augment.normalize == "zca":
-            zca = transforms.zca_tensors((split["zca_mean"], split["zca_matrix"]))
-        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size, zca=zca)
+        return state_dict_arrays(model), int(saved["step"])
 
 
 def ema_weights(ema_state_dict: dict) -> dict:

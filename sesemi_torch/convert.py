@@ -45,10 +45,16 @@ def _checked_state_dict(module: nn.Module, arrays: dict[str, np.ndarray], source
     return state_dict
 
 
+def load_arrays(model: nn.Module, arrays: dict[str, np.ndarray], source: str) -> nn.Module:
+    """Load a state dict of numpy arrays (e.g. read from a run's weights file) into `model`, in place;
+    a missing, unexpected or misshapen key is a WeightsError that names it and `source`."""
+    model.load_state_dict(_checked_state_dict(model, arrays, source))
+    return model
+
+
 def load_npz(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a `.npz` written by either framework's `save_npz` into `model`, in place."""
-    model.load_state_dict(_checked_state_dict(model, read_npz(path), f"weights file {path}"))
-    return model
+    return load_arrays(model, read_npz(path), f"weights file {path}")
 
 
 def read_torchvision_pth(path: str | Path) -> dict[str, torch.Tensor]:
@@ -73,6 +79,19 @@ def load_torchvision_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
                            "torchvision state dict: load it with load_state_dict")
     arrays = {k: v.numpy() for k, v in state_dict.items() if not k.startswith("fc.")}
     model.backbone.load_state_dict(_checked_state_dict(model.backbone, arrays, f"weights file {path}"))
+    return model
+
+
+def load_backbone_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
+    """`model.weights`: a torchvision `.pth`, or a `.npz` holding a whole SesemiNet (a run's
+    `model.npz`, trained in either framework), whose backbone is loaded and heads dropped."""
+    if not str(path).endswith(".npz"):
+        return load_torchvision_weights(model, path)
+    backbone_only = {k.removeprefix("backbone."): v for k, v in read_npz(path).items() if k.startswith("backbone.")}
+    if not backbone_only:
+        raise WeightsError(f"weights file {path} holds no 'backbone.*' keys, so it is not a run's model.npz: "
+                           "pass a run's model.npz or a torchvision .pth")
+    model.backbone.load_state_dict(_checked_state_dict(model.backbone, backbone_only, f"weights file {path}"))
     return model
 
 

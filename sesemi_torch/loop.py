@@ -18,7 +18,7 @@ from sesemi_common.methods import images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, methods, transforms
+from . import checkpoints, convert, methods, run_weights, transforms
 from .data import SpecSampler, batch_loader, to_device
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
@@ -60,7 +60,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     if initial_state_dict is not None:
         model.load_state_dict(initial_state_dict)
     elif config.model.weights:
-        convert.load_torchvision_weights(model, config.model.weights)
+        convert.load_backbone_weights(model, config.model.weights)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -95,6 +95,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done,
             **({"ema": ema.state_dict()} if ema is not None else {})})
+        run_weights.save(exp.run, done, ema.module if config.train.eval_ema else model, config)
 
     def step_fn(step: int, batch: dict) -> dict:
         return train_step(model, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,

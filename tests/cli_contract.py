@@ -1,12 +1,14 @@
 """Bad input at the command line of either framework: exit code 2 and one line that says what to fix."""
 
 import json
+import shutil
 import stat
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sesemi_common import run_weights
 from sesemi_common.runs import RunDir
 
 TINY = ["data.image_size=16", "data.n_labels=20", "train.steps=2", "train.batch_labeled=8", "train.batch_unlabeled=2"]
@@ -139,15 +141,16 @@ class CliLifeContract:
         latest = next(p for p in run.checkpoints.iterdir() if p.name in ("4", "step_4.pt"))
         for path in [latest] if latest.is_file() else [p for p in latest.rglob("*") if p.is_file()]:
             path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2] + b"\0garbage")
-        code, out, err = self.invoke(capsys, "eval", str(run.path))
-        assert code == 0 and 0.0 <= json.loads(out)["test_accuracy"] <= 1.0
+        code, out, err = self.invoke(capsys, "eval", str(run.path))  # reads weights/step_4.npz, intact
+        assert code == 0 and json.loads(out)["step"] == 4 and err == ""
+        code, _, err = self.train(capsys, run.path, "--resume")
         warning = [line for line in err.splitlines() if "checkpoint" in line]
         assert len(warning) == 1 and warning[0].startswith("warning: skipped the checkpoint of step 4 (")
         assert warning[0].endswith("it cannot be read; restored step 2") and "Traceback" not in err
-        code, _, err = self.train(capsys, run.path, "--resume")
-        assert code == 0 and "warning: skipped the checkpoint of step 4" in err
+        assert code == 0
         assert [m["step"] for m in run.read_metrics() if "loss" in m] == [1, 2, 3, 4, 5, 6]
         assert run.read_summary()["final_test_accuracy"] is not None and run.checkpoint_steps() == [4, 6]
+        assert run_weights.saved_steps(run) == [4, 6]  # the weights files follow the checkpoints
         assert self.invoke(capsys, "eval", str(run.path))[0] == 0  # the rewritten step 4 and step 6 load
 
     @pytest.mark.parametrize("argv, message", [
@@ -220,6 +223,49 @@ class CliLifeContract:
         assert run.read_config().optim.lr == 0.01
         lrs = {m["step"]: m["lr"] for m in run.read_metrics() if "loss" in m}
         assert lrs == pytest.approx({1: 0.05, 2: 0.05, 3: 0.01, 4: 0.01, 5: 0.01, 6: 0.01})
+
+    @pytest.mark.slow
+    def test_7_eval_predict_export_read_the_runs_weights_file(self, capsys, monkeypatch, tmp_path):
+        """Issue 16: a weights file beside each checkpoint, which eval and predict read."""
+        self.stopped_run(capsys, monkeypatch, tmp_path / "r", at=5)
+        run = RunDir(tmp_path / "r")
+        assert run_weights.saved_steps(run) == run.checkpoint_steps() == [2, 4]
+        assert not run_weights.final_file(run).exists()  # written when the run ends
+        step_4 = run.path / "weights" / "step_4.npz"
+        state_dict, metadata = run_weights.read(step_4)
+        assert metadata == {"framework": self.framework, "step": 4, "variables": "model", "backbone": "resnet20",
+                            "method": "sesemi", "num_classes": 10, "heads": {"self": 6}}
+        assert "self_head.weight" in state_dict and "backbone.bn1.running_var" in state_dict
+        code, out, err = self.invoke(capsys, "eval", str(run.path))
+        result = json.loads(out)
+        assert code == 0 and (result["framework"], result["trained_by"], result["step"]) == (self.framework,) * 2 + (4,)
+        assert result["weights"] == f"weights file {step_4}"
+        code, out, _ = self.invoke(capsys, "eval", str(run.path), "--checkpoint", "2")
+        assert code == 0 and json.loads(out)["step"] == 2
+        code, _, err = self.invoke(capsys, "eval", str(run.path), "--checkpoint", "3")
+        assert (code, err) == (2, f"error: {run.path} keeps no weights of step 3: its weights files are of steps "
+                                  "2, 4 (pass one of them to --checkpoint)")
+        image = tmp_path / "x.png"
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+        code, out, err = self.invoke(capsys, "predict", str(run.path), str(image), "--out", str(tmp_path / "p.csv"),
+                                     "--checkpoint", "2")
+        assert code == 0 and err == f"note: the model of step 2, trained by {self.framework} (weights file " \
+                                    f"{run.path / 'weights' / 'step_2.npz'})"
+        # A run written before runs had weights files: its own framework reads the checkpoint, export writes the file.
+        shutil.rmtree(run.path / "weights")
+        code, out, _ = self.invoke(capsys, "eval", str(run.path))
+        assert code == 0 and json.loads(out)["weights"] == f"checkpoint 4 of {run.path}"
+        assert json.loads(out)["test_accuracy"] == result["test_accuracy"]
+        code, out, _ = self.invoke(capsys, "export", str(run.path))
+        assert (code, out.strip()) == (0, f"wrote {step_4}")
+        exported, exported_metadata = run_weights.read(step_4)
+        assert exported_metadata == metadata and exported.keys() == state_dict.keys()
+        assert all(np.array_equal(exported[key], state_dict[key]) for key in state_dict)
+        # A weights file broken on disk is one line, not a traceback.
+        step_4.write_bytes(step_4.read_bytes()[:1000])
+        code, _, err = self.invoke(capsys, "eval", str(run.path))
+        assert code == 2 and err.startswith(f"error: weights file {step_4} is not a readable .npz (")
+        assert len(err.splitlines()) == 1
 
     def test_6_a_section_given_as_a_value_is_named(self, capsys, tmp_path):
         (tmp_path / "c.json").write_text('{"train": 5}')

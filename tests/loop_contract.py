@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sesemi_common import run_weights
+from sesemi_common.commands import load_classifier
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.progress import NonFiniteLossError
 from sesemi_common.runs import RunDir, RunDirError
@@ -82,7 +84,7 @@ class LoopContract:
         run = RunDir(tmp_path / "run")
         step = self.checkpoints.latest_step(run.checkpoints)
         if step is not None:  # whatever was saved must be finite: it was checked before saving
-            logits = self.backend.classifier(run, config, 10)(np.zeros((2, 16, 16, 3), np.uint8))
+            logits = load_classifier(self.backend, run, config)[0](np.zeros((2, 16, 16, 3), np.uint8))
             assert np.isfinite(logits).all()
 
 
@@ -94,6 +96,15 @@ class LoopContract:
         losses = [m for m in RunDir(tmp_path / "run").read_metrics() if "loss" in m]
         assert [m["step"] for m in losses] == [4, 8] and set(losses[-1]) >= terms
         assert summary["method"] == method and 0.0 <= summary["final_test_accuracy"] <= 1.0
+        # The run's model.npz is what evaluation used: with train.eval_ema, the EMA variables of the checkpoint.
+        run = RunDir(tmp_path / "run")
+        state_dict, metadata = run_weights.read(run_weights.final_file(run))
+        assert (metadata["framework"], metadata["step"], metadata["method"]) == (self.backend.name, 8, method)
+        assert metadata["variables"] == ("ema" if "train.eval_ema=true" in overrides else "model")
+        from_checkpoint, _ = self.backend.checkpoint_state_dict(run, run.read_config(), 10, None)
+        assert state_dict.keys() == from_checkpoint.keys()
+        for key, value in state_dict.items():
+            np.testing.assert_array_equal(value, from_checkpoint[key], err_msg=key)
         with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
             self.fit(tiny("optim.lr=1e30", "optim.schedule=constant", *overrides), tmp_path / "nan",
                      show_progress=False)
@@ -106,8 +117,8 @@ class LoopContract:
         assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
         images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
         config = RunDir(tmp_path / "straight").read_config()
-        straight = self.backend.classifier(RunDir(tmp_path / "straight"), config, 10)(images)
-        killed = self.backend.classifier(RunDir(tmp_path / "killed"), config, 10)(images)
+        straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
+        killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
         np.testing.assert_array_equal(killed, straight)  # with eval_ema: the EMA was saved and resumed exactly
 
     def test_fixmatch_trains_from_the_shipped_config_on_digits(self, tmp_path):
@@ -133,6 +144,6 @@ class LoopContract:
         assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
         images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
         config = RunDir(tmp_path / "straight").read_config()
-        straight = self.backend.classifier(RunDir(tmp_path / "straight"), config, 10)(images)
-        killed = self.backend.classifier(RunDir(tmp_path / "killed"), config, 10)(images)
+        straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
+        killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
         np.testing.assert_array_equal(killed, straight)

@@ -62,3 +62,35 @@ def test_missing_packages_are_named_before_any_work(tmp_path, capsys, monkeypatc
     assert main(["report", str(run), "--out", str(tmp_path / "r.png")]) == 2
     assert "need matplotlib" in capsys.readouterr().err and not (tmp_path / "r.png").exists()
     assert not (tmp_path / "demo").exists()
+
+
+def test_verification_column_only_when_a_run_was_verified(tmp_path):
+    runs = [_fake_run(tmp_path / "a", "jax", 0.5, [1, 2, 3]), _fake_run(tmp_path / "b", "torch", 0.5, [1, 2, 3])]
+    assert "verification" not in markdown_table(runs)
+    RunDir(runs[0]).write_verification({"passed": True, "label_agreement": 1.0, "max_abs_logit_diff": 2.5e-6})
+    table = markdown_table(runs).splitlines()
+    assert table[0].endswith("| verification |")
+    assert table[2].endswith("| PASS 100.00% agree, max diff 2.5e-06 |") and table[3].endswith("| - |")
+
+
+def test_the_demo_ends_with_a_verification_of_its_jax_run(tmp_path, capsys, monkeypatch):
+    """Wiring only (fake trainers and verdict): the real verification is parity_tests/test_verify.py."""
+    import types
+
+    monkeypatch.setattr(cli, "installed_frameworks", lambda: ["jax", "torch"])
+
+    def fake_module(name):
+        framework = "jax" if "jax" in name else "torch"
+        return types.SimpleNamespace(fit=lambda config, run_dir: {"final_test_accuracy": 0.5, **RunDir(
+            _fake_run(run_dir, framework, 0.5, [1, 2, 3])).read_summary()})
+    monkeypatch.setattr(cli.importlib, "import_module", fake_module)
+    verified = []
+    result = {"run_dir": str(tmp_path / "demo" / "jax-sesemi"), "trained_by": "jax", "step": 100,
+              "test_accuracy": {"jax": 0.5, "torch": 0.5}, "label_agreement": 1.0, "test_images": 364,
+              "labels_differ": 0, "max_abs_logit_diff": 3e-6, "bound": 1e-4, "passed": True}
+    monkeypatch.setattr(cli.verification, "verify", lambda run_dir: verified.append(run_dir) or result)
+    assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert verified == [tmp_path / "demo" / "jax-sesemi"]
+    assert out[-5].startswith("== verify ") and out[-4].startswith("| run | trained by | step | jax test acc")
+    assert out[-1].startswith("demo took ") and out[-2] == ("| jax-sesemi | jax | 100 | 50.00% | 50.00% | 100.00% (364/364) | 3.00e-06 | 1.00e-04 | PASS |")

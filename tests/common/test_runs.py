@@ -116,6 +116,10 @@ def test_clear_removes_only_what_a_run_writes(tmp_path):
     run.append_metrics({"step": 1})
     run.write_summary({})
     (run.checkpoints / "8").mkdir(parents=True)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "step_8.npz").write_bytes(b"")
+    (tmp_path / "model.npz").write_bytes(b"")
+    run.write_verification({"passed": True})
     (tmp_path / "notes.txt").write_text("mine")
     run.clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and run.state() == "empty"

@@ -179,3 +179,25 @@ def test_missing_or_unreadable_file(tmp_path):
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
         convert.variables_from_state_dict({}, "vgg16")
+
+
+def test_every_head_a_method_declares_round_trips(tmp_path):
+    """Issue 16: the converter reads any `{name}_head` (examples/flip_proxy's `flip_head`), not a fixed list."""
+    variables = random_variables("resnet20", heads={"flip": 3, "self": 6}, seed=4)
+    path = tmp_path / "net.npz"
+    convert.save_npz(variables, path, "resnet20")
+    state_dict = convert.read_npz(path)
+    assert state_dict["flip_head.weight"].shape == (3, 64) and state_dict["self_head.bias"].shape == (6,)
+    assert_trees_equal(convert.load_npz(path, "resnet20"), variables)
+
+
+def test_a_runs_model_file_gives_its_backbone_and_keeps_the_new_heads(resnet20_variables, tmp_path):
+    """model.weights=RUN/model.npz: the backbone of a whole SesemiNet, heads of another method and classes kept."""
+    path = tmp_path / "model.npz"
+    convert.save_npz(resnet20_variables, path, "resnet20")
+    target = random_variables("resnet20", num_classes=4, heads={}, seed=5)
+    loaded = convert.load_backbone_weights(target, path, "resnet20")
+    assert_trees_equal(loaded["params"]["backbone"], resnet20_variables["params"]["backbone"])
+    assert_trees_equal(loaded["batch_stats"], resnet20_variables["batch_stats"])
+    assert_trees_equal(loaded["params"]["sup_head"], target["params"]["sup_head"])
+    assert "self_head" not in loaded["params"]
