@@ -8,8 +8,6 @@ weak branch under stop-gradient (registry: mode `stop_gradient`)."""
 
 from __future__ import annotations
 
-import torch
-
 from sesemi_common.methods import FIXMATCH_SHIFT
 
 from .. import losses, randaugment, transforms
