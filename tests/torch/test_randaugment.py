@@ -1,132 +1,37 @@
-"""sesemi_torch.randaugment against the same hand-computed expectations as tests/jax/test_randaugment.py."""
+"""sesemi_torch.randaugment against the hand-computed expectations of tests/randaugment_contract.py."""
 
 import numpy as np
-import pytest
 import torch
 
-from sesemi_common import randaugment as spec
 from sesemi_torch import randaugment as ra
+from tests.randaugment_contract import RandAugmentContract
 
 
 def _nchw(images):
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
 
 
-def _op(images, name, m):
-    out = ra.apply_op(_nchw(images), name, torch.full((len(images),), m, dtype=torch.float32))
-    return out.permute(0, 2, 3, 1).numpy()
+def _nhwc(images):
+    return images.permute(0, 2, 3, 1).numpy()
 
 
-def _image(levels, size=4):
-    """One size x size RGB image of the given level(s)."""
-    return np.broadcast_to(np.asarray(levels, np.uint8), (1, size, size, 3)).copy()
+class TestTorchRandAugment(RandAugmentContract):
+    @staticmethod
+    def op(images, name, m):
+        return _nhwc(ra.apply_op(_nchw(images), name, torch.full((len(images),), m, dtype=torch.float32)))
 
+    @staticmethod
+    def cutout(images, boxes):
+        return _nhwc(ra.cutout(_nchw(images), torch.from_numpy(boxes)))
 
-def test_solarize_inverts_levels_at_or_above_the_threshold():
-    image = np.array([100, 200, 128, 255], np.uint8).reshape(1, 4, 1, 1)  # rows of 100, 200, 128, 255
-    # m = 0.5: threshold floor(256 * 0.5) = 128 -> 200 -> 55, 128 -> 127; 100 stays
-    np.testing.assert_array_equal(_op(image, "solarize", 0.5)[0, :, 0, 0], [100, 55, 127, 0])
-    # m = 0: threshold min(256, 255) = 255: only 255 is inverted
-    np.testing.assert_array_equal(_op(image, "solarize", 0.0)[0, :, 0, 0], [100, 200, 128, 0])
+    @staticmethod
+    def apply(images, ops, magnitudes, cutout):
+        return _nhwc(ra.apply(_nchw(images), *(torch.from_numpy(a) for a in (ops, magnitudes, cutout))))
 
+    @staticmethod
+    def sample_params(n):
+        return tuple(a.numpy() for a in ra.sample_params(torch.Generator().manual_seed(0), n))
 
-def test_posterize_keeps_the_top_bits():
-    image = _image(183)  # 0b10110111
-    assert _op(image, "posterize", 0.0)[0, 0, 0, 0] == 183  # 8 bits: unchanged
-    assert _op(image, "posterize", 0.99)[0, 0, 0, 0] == 176  # 4 bits: 0b10110000
-    assert _op(image, "posterize", 0.5)[0, 0, 0, 0] == 180  # 8 - floor(2.5) = 6 bits: 0b10110100
-
-
-def test_brightness_scales_and_truncates():
-    # m = 0.5: factor 0.05 + 0.45 = 0.5; 201 * 0.5 = 100.5 truncates to 100
-    assert _op(_image(201), "brightness", 0.5)[0, 0, 0, 0] == 100
-
-
-def test_contrast_blends_with_the_floored_gray_mean():
-    # Gray of (77, 77, 77) is floor(77 * 0.9999) = 76; m = 0 (factor 0.05): 77 * 0.05 + 76 * 0.95 = 76.05 -> 76
-    assert (_op(_image(77), "contrast", 0.0) == 76).all()
-
-
-def test_color_blends_with_the_floored_gray():
-    # (200, 100, 0): gray floor(59.78 + 58.7 + 0) = 118; factor 0.5 (m = 0.5): (159, 109, 59)
-    np.testing.assert_array_equal(_op(_image([200, 100, 0]), "color", 0.5)[0, 0, 0], [159, 109, 59])
-
-
-def test_sharpness_keeps_the_border_and_a_flat_image():
-    image = _image(90, size=5)
-    np.testing.assert_array_equal(_op(image, "sharpness", 0.3), image)
-    spike = image.copy()
-    spike[0, 2, 2] = 220
-    out = _op(spike, "sharpness", 0.0)  # factor 0.05: the centre moves towards its blur round((5*220 + 8*90)/13) = 140
-    assert out[0, 2, 2, 0] == int(0.05 * 220 + 0.95 * 140)  # 143
-    np.testing.assert_array_equal(out[0, 0], spike[0, 0])  # border rows stay
-
-
-def test_autocontrast_stretches_each_channel_and_leaves_a_flat_one():
-    image = np.zeros((1, 2, 2, 3), np.uint8)  # RGB: torchvision takes 1 or 3 channels
-    image[0, :, :, 0] = [[50, 100], [150, 150]]
-    image[0, :, :, 1:] = 33
-    out = _op(image, "autocontrast", 0.0)
-    # torchvision divides by float32(100 * float32(1/255)) = 0.39215687: 50 -> 127.5 -> 127, and 100 -> 254.99999
-    # -> 254 (PIL would give 255)
-    np.testing.assert_array_equal(out[0, :, :, 0], [[0, 127], [254, 254]])
-    assert (out[0, :, :, 1:] == 33).all()
-
-
-def test_equalize_spreads_two_levels_to_the_ends():
-    # 512 pixels of 10 and 512 of 250: step = 512 // 255 = 2, lut[k > 10] = (512 + 1) // 2 -> 255
-    image = np.where(np.arange(32)[:, None, None] < 16, 10, 250).astype(np.uint8) * np.ones((1, 32, 3), np.uint8)
-    out = _op(image[None], "equalize", 0.0)
-    np.testing.assert_array_equal(np.unique(out), [0, 255])
-    assert (out[0, :16] == 0).all()
-
-
-def test_translate_moves_whole_pixels_and_fills():
-    image = np.arange(32 * 32 * 3, dtype=np.int64).reshape(1, 32, 32, 3).astype(np.uint8)
-    m = 0.65625  # 0.3 * (2m - 1) * 32 = 3.0 -> 3 px right
-    assert ra.translate_pixels(np.float32(m), 32) == 3
-    out = _op(image, "translate_x", m)
-    np.testing.assert_array_equal(out[:, :, 3:], image[:, :, :-3])
-    assert (out[:, :, :3] == spec.FILL).all()
-    out = _op(image, "translate_y", m)
-    np.testing.assert_array_equal(out[:, 3:], image[:, :-3])
-
-
-@pytest.mark.parametrize("name", ["rotate", "shear_x", "shear_y", "translate_x"])
-def test_geometric_ops_at_mid_magnitude_are_the_identity(name):
-    image = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(_op(image, name, 0.5), image)  # 2m - 1 = 0: no angle, shear or shift
-
-
-def test_rotate_turns_counter_clockwise():
-    image = np.zeros((1, 9, 9, 1), np.uint8)
-    image[0, 4, 8] = 255  # right of centre
-    out = _op(image, "rotate", 1.0)  # 30 (2 - 1) = 30 degrees counter-clockwise: the dot rises
-    ys, xs = np.nonzero(out[0, :, :, 0] == 255)
-    # (4 cos 30, -4 sin 30) = (3.46, -2) from the centre: row 2, columns 7 and 8 (nearest sampling of
-    # the output grid reads the dot from both)
-    assert ys.tolist() == [2, 2] and xs.tolist() == [7, 8]
-
-
-def test_cutout_box_and_fill():
-    images = np.zeros((1, 32, 32, 3), np.uint8)
-    out = ra.cutout(_nchw(images), torch.tensor([[0.5, 0.5, 0.5]])).permute(0, 2, 3, 1).numpy()
-    # side floor(0.5 * 0.5 * 32) = 8, top-left 16 - 4 = 12
-    filled = (out[0, :, :, 0] == spec.FILL)
-    assert filled.sum() == 64 and filled[12:20, 12:20].all()
-
-
-def test_apply_runs_both_layers_then_cutout():
-    images = np.full((2, 8, 8, 3), 201, np.uint8)
-    ops = np.array([[spec.op_index("brightness"), spec.op_index("identity")]] * 2, np.int32)
-    magnitudes = np.full((2, 2), 0.5, np.float32)
-    no_cutout = np.zeros((2, 3), np.float32)  # side 0
-    out = ra.apply(_nchw(images), torch.from_numpy(ops), torch.from_numpy(magnitudes), torch.from_numpy(no_cutout)).numpy()
-    assert (out == 100).all()
-
-
-def test_sample_params_shapes_and_ranges():
-    ops, magnitudes, cutout = ra.sample_params(torch.Generator().manual_seed(0), 1000)
-    assert ops.shape == (1000, 2) and ops.dtype == torch.int32 and magnitudes.dtype == torch.float32
-    assert set(np.unique(ops).tolist()) == set(range(len(spec.OPS)))
-    assert 0 <= float(magnitudes.min()) and float(magnitudes.max()) < 1 and cutout.shape == (1000, 3)
+    @staticmethod
+    def translate_pixels(m, size):
+        return int(ra.translate_pixels(np.float32(m), size))
