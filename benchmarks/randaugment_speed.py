@@ -14,7 +14,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import PIL.Image
 import torch
