@@ -1,4 +1,4 @@
-"""The pure, jit-compiled SESEMI step in JAX: state in, state and metrics out.
+"""The pure, jit-compiled training step in JAX: state in, state and metrics out.
 
 Everything a step needs happens inside one jitted function: drawing the labeled and
 unlabeled indices (epoch permutations keyed by `fold_in(rng, step)`), gathering uint8
@@ -154,7 +154,7 @@ def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Conf
     if not method.spec.views_per_image:
         return x_sup, {}, {}
     views, targets = method.apply_views(data.images[spec.unlabeled], spec.views, config)
-    # The unlabeled images' own labels, for logging only (FixMatch's pseudo-label accuracy);
+    # The unlabeled images' own labels, for logging only (e.g. a method's pseudo-label accuracy);
     # no loss may train on them.
     targets = {**targets, "true_labels": data.labels[spec.unlabeled]}
     return x_sup, {name: normalized(v, i) for i, (name, v) in enumerate(views.items(), start=1)}, targets

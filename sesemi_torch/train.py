@@ -46,7 +46,7 @@ def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor
     if not method.spec.views_per_image:
         return x_sup, {}, {}
     views, targets = method.apply_views(batch["unlabeled_images"], batch["views"], config)
-    # The unlabeled images' own labels, for logging only (FixMatch's pseudo-label accuracy);
+    # The unlabeled images' own labels, for logging only (e.g. a method's pseudo-label accuracy);
     # no loss may train on them.
     targets = {**targets, "true_labels": batch["unlabeled_labels"]}
     return x_sup, {name: normalized(v) for name, v in views.items()}, targets
