@@ -1,6 +1,7 @@
 """Trend parity, independent streams (issue 5): whole runs on real CIFAR-10 in each framework.
 
-    python benchmarks/trend.py --steps 2000 [--seeds 3] [--labels 1000,4000] [--backbone resnet20]
+    python benchmarks/trend.py --steps 2000 [--seeds 3] [--labels 1000,4000] [--config paper]
+        [--backbone resnet20]
         [--batch-labeled 96] [--batch-unlabeled 16] [--frameworks jax,torch]
         [--methods sesemi,supervised] [--eval-every N] [--out runs/trend] [--report-only]
         [section.key=value ...]
@@ -9,7 +10,8 @@ Each framework trains with its own random streams (`train.seed=s` and the traine
 sampling), for every seed, method (SESEMI; the supervised baseline, `method.name=supervised`
 with no unlabeled batch) and label count. One config serves both frameworks: the
 `section.key=value` extras apply to every run and nothing is tuned per framework
-(`--channels-last` is a memory format, not a config value). Runs go one after the other,
+(`--channels-last` is a memory format, not a config value). `--config` starts every run from a
+preset (`paper`) or a config file instead of the defaults; the study's own keys still apply. Runs go one after the other,
 never two at once, each into `OUT/runs/<labels>-<method>-<framework>-seed<s>/`; a run whose
 summary.json exists is skipped and one that stopped midway resumes from its checkpoint, so a
 study can be resumed or extended (a run directory trained with another config is an error).
@@ -75,18 +77,23 @@ class RunKey:
 
 def run_config(args, key: RunKey) -> Config:
     """The one config of a run; only the method, label count and seed vary, never the framework."""
-    defaults = Config().train
-    batch_labeled = args.batch_labeled or defaults.batch_labeled
-    batch_unlabeled = 0 if key.method == "supervised" else (args.batch_unlabeled or defaults.batch_unlabeled)
-    return apply_overrides(Config(), [
+    base = base_config(args)
+    batch_labeled = args.batch_labeled or base.train.batch_labeled
+    batch_unlabeled = 0 if key.method == "supervised" else (args.batch_unlabeled or base.train.batch_unlabeled)
+    return apply_overrides(base, [
         "data.dataset=imagefolder", f"data.root={args.data_root}", f"data.n_labels={key.labels}",
-        f"model.backbone={args.backbone}", f"method.name={key.method}",
+        f"model.backbone={args.backbone or base.model.backbone}", f"method.name={key.method}",
         f"train.steps={args.steps}", f"train.batch_labeled={batch_labeled}",
         f"train.batch_unlabeled={batch_unlabeled}", f"train.seed={key.seed}",
         f"train.log_every={args.log_every or min(25, args.steps)}",
         f"train.eval_every={args.eval_every or args.steps}",
         f"train.checkpoint_every={args.eval_every or args.steps}",
         *args.overrides])
+
+
+def base_config(args) -> Config:
+    """The defaults, or the preset / config file `--config` names."""
+    return Config.load(args.config) if args.config else Config()
 
 
 def run_keys(args) -> list[RunKey]:
@@ -215,13 +222,30 @@ def gain_rows(cells: dict, args) -> list[dict]:
     return rows
 
 
+def gain_curve_rows(results: list[dict], args) -> list[dict]:
+    """SESEMI minus baseline at every evaluation both methods share, per label count and framework."""
+    rows = []
+    for labels in args.labels:
+        for framework in args.frameworks:
+            curves = {method: [r["curve"] for r in results if (r["labels"], r["method"], r["framework"])
+                               == (labels, method, framework)] for method in ("sesemi", "supervised")}
+            if not all(curves.values()):
+                continue
+            shared = sorted(set.intersection(*(set(c) for method_curves in curves.values() for c in method_curves)))
+            for step in shared:
+                gain, se = difference(*(mean_std([c[step] for c in curves[m]]) for m in ("sesemi", "supervised")))
+                rows.append({"labels": labels, "framework": framework, "step": step, "gain": gain,
+                             "standard_error": se})
+    return rows
+
+
 def markdown(results: list[dict], cells: dict, gains: list[dict], parity: list[dict], args) -> str:
     train = run_config(args, RunKey(args.labels[0], "sesemi", args.frameworks[0], 0)).train
     lines = [f"# Trend study: {' vs '.join(args.frameworks)}, independent random streams", "",
              f"CIFAR-10 JPEG ({args.data_root}), {args.backbone}, {args.steps} steps, batch "
              f"{train.batch_labeled} labeled + {train.batch_unlabeled} unlabeled, each in its method's views (6 for "
              f"SESEMI, 2 for pi_model and mean_teacher, 1 for entmin; the baseline has no unlabeled batch), seeds 0..{args.seeds - 1}, evaluation every {train.eval_every} "
-             f"steps on the 10,000 test images. Extra overrides: {' '.join(args.overrides) or 'none'}.", "",
+             f"steps on the 10,000 test images. Base config: {args.config or 'the defaults'}. Extra overrides: {' '.join(args.overrides) or 'none'}.", "",
              "## Final test accuracy (%), mean +- std over seeds", "",
              "| labels | method | framework | seeds | mean | std |", "|---:|---|---|---:|---:|---:|"]
     for (labels, method, framework), stats in cells.items():
@@ -229,6 +253,12 @@ def markdown(results: list[dict], cells: dict, gains: list[dict], parity: list[d
     lines += ["", "## SESEMI minus supervised baseline (points)", "",
               "| labels | framework | gain | standard error |", "|---:|---|---:|---:|"]
     lines += [f"| {g['labels']} | {g['framework']} | {g['gain']:+.2f} | {g['standard_error']:.2f} |" for g in gains]
+    curve_gains = gain_curve_rows(results, args)
+    if curve_gains:
+        lines += ["", "### The gain at every evaluation (points, +- standard error)", "",
+                  "| labels | framework | step | gain | standard error |", "|---:|---|---:|---:|---:|"]
+        lines += [f"| {g['labels']} | {g['framework']} | {g['step']} | {g['gain']:+.2f} | {g['standard_error']:.2f} |"
+                  for g in curve_gains]
     if parity:
         first, second = args.frameworks
         lines += ["", f"## Parity: |{first} - {second}| < max({FLOOR_POINTS:g} point, "
@@ -296,7 +326,7 @@ def report(args, keys: list[RunKey]) -> bool:
             r["labels"], r["method"], r["framework"], r["seed"]).name for r in results}],
         "runs": results, "cells": [{"labels": l, "method": m, "framework": f, **asdict(s)}
                                    for (l, m, f), s in cells.items()],
-        "gains": gains, "parity": parity}, indent=1) + "\n")
+        "gains": gains, "gain_curves": gain_curve_rows(results, args), "parity": parity}, indent=1) + "\n")
     plot(results, args, args.out / "trend.png")
     print(text)
     for row in parity:
@@ -337,7 +367,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--steps", type=int, required=True, help="optimizer steps per run (the budget)")
     parser.add_argument("--seeds", type=int, default=3, help="train.seed = 0 .. seeds-1")
     parser.add_argument("--labels", type=positive_ints, default=[1000, 4000], help="label counts, e.g. 1000,4000")
-    parser.add_argument("--backbone", default="resnet20")
+    parser.add_argument("--config", default="", help="start from a preset (paper) or config file, not the defaults")
+    parser.add_argument("--backbone", default="", help="default: the config's (resnet20 unless --config says otherwise)")
     parser.add_argument("--batch-labeled", type=int, default=0, help="0: the Config default")
     parser.add_argument("--batch-unlabeled", type=int, default=0, help="0: the Config default (SESEMI runs)")
     parser.add_argument("--frameworks", type=lambda t: names(t, FRAMEWORKS, "--frameworks"), default=list(FRAMEWORKS))
@@ -368,6 +399,7 @@ def parse_args(argv: list[str] | None = None):
         if key in STUDY_KEYS:
             parser.error(f"override '{override}': the study sets {key} itself; use {STUDY_KEYS[key]}")
     try:  # every config of the study, before the first run rather than midway
+        args.backbone = args.backbone or base_config(args).model.backbone
         configs = [run_config(args, key) for key in run_keys(args)]
     except ConfigError as err:
         parser.error(str(err))
