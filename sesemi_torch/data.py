@@ -92,5 +92,8 @@ def to_device(batch: dict, device: torch.device | str) -> dict:
 
 
 def batch_loader(images_nhwc: np.ndarray, labels: np.ndarray, specs: Sampler | Sequence[BatchSpec]) -> DataLoader:
-    # batch_size=None: each spec already describes a whole step's batch.
-    return DataLoader(SpecBatches(images_nhwc, labels), sampler=specs, batch_size=None, num_workers=0)
+    # batch_size=None: each spec already describes a whole step's batch. A generator of its own:
+    # by default each new iterator draws a seed from torch's global generator, which would shift
+    # the dropout and input noise of a resumed run by one draw against an uninterrupted one.
+    return DataLoader(SpecBatches(images_nhwc, labels), sampler=specs, batch_size=None, num_workers=0,
+                      generator=torch.Generator())
