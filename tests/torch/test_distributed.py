@@ -3,11 +3,12 @@
 The 2-process runs go through tests/torch/ddp_train.py: the real CLI in float64, where the
 summation order that differs between 1 and 2 processes (gradients averaged over two chunks,
 BatchNorm statistics summed from two) moves results by ~1e-16 per operation instead of float32's
-~1e-7, which would hide a real difference. Measured over 3 steps of this config: 1.6e-13 of each
-tensor's largest magnitude (params, running statistics, EMA; 1.2e-12 after 6 steps), losses
-within 1e-15. The bound, 1e-10 of the largest magnitude, leaves 600x headroom and is still
-1e6 below float32 rounding; it is taken per tensor rather than per element because
-`p - lr * u` that cancels to ~0 keeps the absolute error of |p| (2.7e-10 elementwise measured).
+~1e-7, which would hide a real difference. Measured after 3 steps of this config, in two runs:
+3e-14 and 1.6e-13 of each tensor's largest magnitude (params, running statistics, EMA; 2e-13
+and 1.2e-12 after 6 steps), losses within 2e-15. The bound, 1e-10 of the largest magnitude,
+leaves 600x headroom and is still 1e6 below float32 rounding; it is taken per tensor rather than
+per element because `p - lr * u` that cancels to ~0 keeps the absolute error of |p| (up to
+2.7e-10 elementwise measured).
 
 The config turns on everything that couples the samples of a batch or draws random numbers in
 the step: SESEMI's two backbone calls, an EMA, dropout and input noise (drawn for the global
