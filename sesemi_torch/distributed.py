@@ -107,7 +107,8 @@ def local_device(name: str, process: Process) -> str:
         raise ConfigError(f"--device {name} with {process.count} processes: pass --device cuda, and each process "
                           "uses the GPU of its LOCAL_RANK")
     local_rank = int(os.environ.get("LOCAL_RANK", process.index))
-    torch.cuda.set_device(local_rank)  # NCCL's communicators use the current device
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():  # else resolve_device refuses it
+        torch.cuda.set_device(local_rank)  # NCCL's communicators use the current device
     return f"cuda:{local_rank}"
 
 
