@@ -21,6 +21,7 @@ import numpy as np
 from . import run_weights
 from .config import Config, ConfigError, apply_overrides, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
+from .distributed import Process
 from .experiment import check_new_run
 from .progress import NonFiniteLossError
 from .runs import CheckpointError, RunDir, RunDirError, note
@@ -102,9 +103,13 @@ def _resume_config(args, run: RunDir) -> Config:
     return config
 
 
-def _train(backend: Backend, args, options: dict) -> int:
+def _train(backend: Backend, args, options: dict, process: Process = Process(),
+           synchronize: Callable[[], None] = lambda: None) -> int:
+    """With several processes every one runs this: each reads the run directory, `synchronize`
+    waits until all have, and only then does process 0 change it (and alone print)."""
     run = RunDir(args.run_dir)
     run.check_folder()
+    say = note if process.writer else (lambda text: None)
 
     def fit(config: Config, resume: bool) -> dict:
         return backend.fit(config, run.path, resume, show_progress=not args.no_progress, **options)
@@ -114,29 +119,36 @@ def _train(backend: Backend, args, options: dict) -> int:
     if args.resume:
         config = _resume_config(args, run)
         state = run.state()
+        synchronize()
         if state == "finished":
             # Exit 0: the run a --resume asks for is complete, so a script that resumes whatever
             # stopped (a preempted job array) succeeds; the summary is printed as a train would.
-            note(f"note: {run.path} is finished: nothing to resume, its summary.json is left as it was")
-            print(json.dumps(run.read_summary(), indent=2))
+            say(f"note: {run.path} is finished: nothing to resume, its summary.json is left as it was")
+            if process.writer:
+                print(json.dumps(run.read_summary(), indent=2))
             return 0
         if state == "unfinished":
-            note(f"note: {run.path} has no checkpoint yet: training from step 0 with its saved config")
-            run.clear()
+            say(f"note: {run.path} has no checkpoint yet: training from step 0 with its saved config")
+            if process.writer:
+                run.clear()
             summary = fit(config, False)
         else:
             summary = fit(config, True)
     else:
         config = apply_overrides(Config.load(args.config) if args.config else Config(), args.overrides)
-        if args.overwrite and run.has_run():
+        replacing = args.overwrite and run.has_run()
+        synchronize()
+        if replacing:
             # The old run goes only once the new one is known to start: a typo must not cost a result.
             dataset = load_dataset(config.data)
             check_new_run(config, dataset)
-            note(f"note: replacing the run in {run.path} (--overwrite)")
-            run.clear()
+            say(f"note: replacing the run in {run.path} (--overwrite)")
+            if process.writer:
+                run.clear()
             options = {**options, "dataset": dataset}
         summary = fit(config, False)
-    print(json.dumps(summary, indent=2))
+    if process.writer:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -236,12 +248,15 @@ def interrupted_message(args, prog: str) -> str:
 
 def main(backend: Backend, argv: Sequence[str] | None = None,
          train_options: Callable[[argparse.ArgumentParser], None] | None = None,
-         fit_options: Callable[[argparse.Namespace], dict] | None = None) -> int:
+         fit_options: Callable[[argparse.Namespace], dict] | None = None,
+         process: Process = Process(), synchronize: Callable[[], None] = lambda: None) -> int:
+    """`process` and `synchronize` (a barrier across processes): for `train` in one of several
+    processes (see `_train`)."""
     prog = f"sesemi-{backend.name}"
     args = parse_intermixed(build_parser(prog, train_options), argv)
     try:
         if args.command == "train":
-            return _train(backend, args, fit_options(args) if fit_options else {})
+            return _train(backend, args, fit_options(args) if fit_options else {}, process, synchronize)
         if args.command == "eval":
             print(json.dumps(_evaluate(backend, args.run_dir, args.checkpoint), indent=2))
         elif args.command == "export":

@@ -15,6 +15,7 @@ import numpy as np
 
 from .config import Config, ConfigError, resume_changes
 from .datasets import Dataset, load_dataset
+from .distributed import Process
 from .methods import unlabeled_batch
 from .runs import RunDir, RunDirError, note
 from .sampling import check_batch_sizes
@@ -43,20 +44,28 @@ class Experiment:
         return len(self.labeled) / self.config.train.batch_labeled
 
 
-def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: Dataset | None = None) -> Experiment:
+def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: Dataset | None = None,
+            process: Process = Process()) -> Experiment:
     """Load the data and fix the split; on resume, the saved config, split and data must match.
 
     A new run replaces an unfinished start (no checkpoint, no summary) and refuses anything
     else; nothing is written until the data, the split and the batch sizes are known to work.
+    With several processes, process 0 alone checks and writes the run directory; the others
+    compute the same split and statistics (deterministic functions of config and data), or on
+    resume read what process 0 wrote.
     """
     run = RunDir(run_dir)
-    changes = check_resumable(run, config) if resume else check_startable(run)
+    changes = {}
+    if process.writer:
+        changes = check_resumable(run, config) if resume else check_startable(run)
     dataset = dataset if dataset is not None else load_dataset(config.data)
     if resume:
-        return _resumed(config, run, dataset, changes)
+        return _resumed(config, run, dataset, changes, process)
     labeled = check_new_run(config, dataset)
     mean, std = channel_stats(dataset.train_images)
-    zca = whitening_statistics(config, dataset)
+    zca = whitening_statistics(config, dataset, process)
+    if not process.writer:
+        return Experiment(config, run, dataset, labeled, mean, std, zca)
     if run.state() == "unfinished":
         note(f"note: {run.path} held an unfinished start (no checkpoint, no summary): replacing it")
         run.clear()
@@ -66,7 +75,8 @@ def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: 
     return Experiment(config, run, dataset, labeled, mean, std, zca)
 
 
-def whitening_statistics(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+def whitening_statistics(config: Config, dataset: Dataset,
+                         process: Process = Process()) -> tuple[np.ndarray, np.ndarray] | None:
     """GCN + ZCA statistics of every training image (as the paper's code), or None for per-channel
     normalization. A ConfigError, before anything is written, for images too large for ZCA."""
     if config.augment.normalize != "zca":
@@ -75,7 +85,8 @@ def whitening_statistics(config: Config, dataset: Dataset) -> tuple[np.ndarray, 
         check_zca_size(dataset.train_images.shape[1:])
     except WhiteningError as err:
         raise ConfigError(str(err)) from None
-    note(f"computing GCN + ZCA statistics of {len(dataset.train_images)} training images (once per run)")
+    if process.writer:
+        note(f"computing GCN + ZCA statistics of {len(dataset.train_images)} training images (once per run)")
     return zca_statistics(dataset.train_images)
 
 
@@ -114,9 +125,10 @@ def check_resumable(run: RunDir, config: Config) -> dict:
     return resume_changes(run.read_config(), config)
 
 
-def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict) -> Experiment:
+def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict, process: Process) -> Experiment:
     split = run.read_split()
-    check_same_data(run, split, dataset)
+    if process.writer:
+        check_same_data(run, split, dataset)
     labeled = split["labeled"]
     if len(labeled) and labeled.max() >= len(dataset.train_labels):  # a run without a fingerprint
         raise ConfigError(f"{run.path}/split.npz names training image {labeled.max()} but the data has only "
@@ -127,10 +139,10 @@ def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict) -> Ex
         mean, std = split["mean"], split["std"]
     else:
         mean, std = channel_stats(dataset.train_images)
-    zca = whitening_statistics(config, dataset) if "zca_matrix" not in split else None
+    zca = whitening_statistics(config, dataset, process) if "zca_matrix" not in split else None
     if config.augment.normalize == "zca" and "zca_matrix" in split:  # the statistics the run started with
         zca = split["zca_mean"], split["zca_matrix"]
-    if changes:
+    if changes:  # only process 0 found (and records) them
         run.write_config(config)
         listed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changes.items())
         note(f"note: resuming {run.path} with {listed} (recorded in its config.json)")

@@ -1,4 +1,7 @@
-"""`sesemi-torch train | eval | predict | export`: the same options and config file as `sesemi-jax`."""
+"""`sesemi-torch train | eval | predict | export`: the same options and config file as `sesemi-jax`.
+
+`torchrun --nproc-per-node N -m sesemi_torch.cli train ...` trains in N processes (see distributed.py).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 from sesemi_common.weights import extra_heads
 
-from . import checkpoints, loop, transforms
+from . import checkpoints, distributed, loop, transforms
 from .convert import WeightsError, load_arrays
 from .methods import registry
 from .models import make_model
@@ -24,7 +27,7 @@ from .train import predict_logits
 
 class TorchBackend:
     name = "torch"
-    user_errors = (WeightsError,)
+    user_errors = (WeightsError, distributed.PeerStopped)
 
     def fit(self, config: Config, run_dir: Path, resume: bool, **options) -> dict:
         return loop.fit(config, run_dir, resume=resume, **options)
@@ -55,13 +58,18 @@ def ema_weights(ema_state_dict: dict) -> dict:
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on CPU)")
-    parser.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda or cuda:N")
+    parser.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda or cuda:N "
+                                                        "(under torchrun: cuda, the GPU of each LOCAL_RANK)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return commands.main(TorchBackend(), argv, train_options=_train_options,
-                         fit_options=lambda args: {"channels_last": args.channels_last,
-                                                            "device": args.device})
+    process = distributed.start()
+    try:
+        return commands.main(TorchBackend(), argv, train_options=_train_options,
+                             fit_options=lambda args: {"channels_last": args.channels_last, "device": args.device},
+                             process=process, synchronize=distributed.synchronize)
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sesemi_common.config import Config
+from sesemi_common.distributed import Process, local_slice
 from sesemi_common.methods import get, unlabeled_batch
 from sesemi_common.sampling import BatchSpec, check_batch_sizes, crop_geometry, epoch_positions
 
@@ -65,14 +66,29 @@ class SpecSampler(Sampler):
         return self.config.train.steps - self.start_step
 
 
-class SpecBatches(Dataset):
-    """Maps a `BatchSpec` to the step's uint8 NCHW images, labels and transform parameters."""
+def local_spec(spec: BatchSpec, process: Process) -> BatchSpec:
+    """This process's contiguous chunk of the step's labeled images and of its unlabeled images
+    (with their transform parameters); a view batch made from the chunk is the same chunk of the
+    global view batch, which is image-major."""
+    if process.count == 1:
+        return spec
+    sup, unlabeled = local_slice(len(spec.labeled), process), local_slice(len(spec.unlabeled), process)
+    return BatchSpec(labeled=spec.labeled[sup], unlabeled=spec.unlabeled[unlabeled],
+                     sup_offsets=spec.sup_offsets[sup], sup_flips=spec.sup_flips[sup],
+                     views={name: v[unlabeled] for name, v in spec.views.items()})
 
-    def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray):
+
+class SpecBatches(Dataset):
+    """Maps a `BatchSpec` to the step's uint8 NCHW images, labels and transform parameters: the
+    whole step's, or in one of several processes its chunk."""
+
+    def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray, process: Process = Process()):
         self.images = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2)
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.process = process
 
     def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
+        spec = local_spec(spec, self.process)
         labeled = torch.as_tensor(spec.labeled, dtype=torch.int64)
         unlabeled = torch.as_tensor(spec.unlabeled, dtype=torch.int64)
         return {"sup_images": self.images[labeled], "labels": self.labels[labeled],
@@ -91,6 +107,10 @@ def to_device(batch: dict, device: torch.device | str) -> dict:
             for k, v in batch.items()}
 
 
-def batch_loader(images_nhwc: np.ndarray, labels: np.ndarray, specs: Sampler | Sequence[BatchSpec]) -> DataLoader:
-    # batch_size=None: each spec already describes a whole step's batch.
-    return DataLoader(SpecBatches(images_nhwc, labels), sampler=specs, batch_size=None, num_workers=0)
+def batch_loader(images_nhwc: np.ndarray, labels: np.ndarray, specs: Sampler | Sequence[BatchSpec],
+                 process: Process = Process()) -> DataLoader:
+    # batch_size=None: each spec already describes a whole step's batch. A generator of its own:
+    # by default each new iterator draws a seed from torch's global generator, which would shift
+    # the dropout and input noise of a resumed run by one draw against an uninterrupted one.
+    return DataLoader(SpecBatches(images_nhwc, labels, process), sampler=specs, batch_size=None, num_workers=0,
+                      generator=torch.Generator())

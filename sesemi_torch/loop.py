@@ -18,7 +18,7 @@ from sesemi_common.methods import images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, methods, run_weights, transforms
+from . import checkpoints, convert, distributed, methods, run_weights, transforms
 from .data import SpecSampler, batch_loader, to_device
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
@@ -26,7 +26,15 @@ from .train import accuracy, make_ema, train_step
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
-    return [{k: float(v) for k, v in m.items()} for m in metrics]
+    """The metrics of a window of steps as floats, averaged over the processes: means of equal
+    chunks, so the global batch's (but a ratio of two counts, e.g. FixMatch's
+    kept_pseudo_label_accuracy, becomes the mean of the chunks' ratios)."""
+    if not metrics:
+        return []
+    names = list(metrics[0])
+    table = torch.stack([torch.stack([m[k].detach().double().cpu() for k in names]) for m in metrics])
+    table = distributed.mean_over_processes(table)
+    return [dict(zip(names, row.tolist())) for row in table]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,9 +59,15 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     `stream(step) -> BatchSpec`, replaces the torch-drawn batches (lockstep parity). `device`
     holds the model, optimizer state and each step's batch; the loader, its random streams and
     the checkpoints stay on the CPU, so a run resumes on any device.
+
+    In one of several processes (`torchrun`, see `distributed`), every process runs this with the
+    same arguments: each trains on its chunk of every batch, process 0 alone evaluates and writes.
     """
-    device = resolve_device(device)
-    exp = prepare(config, run_dir, resume=resume, dataset=dataset)
+    process = distributed.current()
+    distributed.check_divisible(config, process)  # before prepare: a refused run leaves no directory
+    device = resolve_device(distributed.local_device(device, process))
+    with distributed.together(process, "preparing the run"):
+        exp = prepare(config, run_dir, resume=resume, dataset=dataset, process=process)
     method = methods.load(config)
     torch.manual_seed(config.train.seed)
     model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout)
@@ -61,14 +75,14 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         model.load_state_dict(initial_state_dict)
     elif config.model.weights:
         convert.load_backbone_weights(model, config.model.weights)
-    model = model.to(device)
+    model = distributed.global_model(model, device, process).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.optim)
     scheduler = make_scheduler(optimizer, config.optim, config.train.steps)
     ema = make_ema(model, config)
     start = 0
-    if resume:
+    if resume:  # every process loads the checkpoint
         saved = checkpoints.restore(exp.run.checkpoints)
         model.load_state_dict(saved["model"])
         if ema is not None:
@@ -77,20 +91,26 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
         start = saved["step"]
-        exp.run.truncate_metrics(start)
+        if process.writer:
+            exp.run.truncate_metrics(start)
+    trained = distributed.wrap(model, device, process)
     mean, std = torch.from_numpy(exp.mean).to(device), torch.from_numpy(exp.std).to(device)
     zca = transforms.zca_tensors(exp.zca, device)
     specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
-    loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs)
+    loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs, process)
     log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch,
-                      show_progress)
+                      show_progress, writer=process.writer)
 
-    def evaluate() -> float:
+    def evaluate() -> float | None:
+        if not process.writer:  # the others go on to their next step and wait there
+            return None
         return accuracy(ema.module if config.train.eval_ema else model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
                         config.train.eval_batch_size, device, zca)
 
     def save(done: int) -> None:
+        if not process.writer:
+            return
         checkpoints.save(exp.run.checkpoints, done, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done,
@@ -98,18 +118,20 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         run_weights.save(exp.run, done, ema.module if config.train.eval_ema else model, config)
 
     def step_fn(step: int, batch: dict) -> dict:
-        return train_step(model, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
-                          channels_last, ema, zca)
+        return train_step(trained, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
+                          channels_last, ema, zca, process)
 
     started = time.perf_counter()
     try:
-        last_record, last_accuracy = run_steps(
-            log, config.train, enumerate(loader, start=start), step_fn, fetch=_fetch, evaluate=evaluate,
-            save=save, saved_step=checkpoints.latest_step(exp.run.checkpoints))
+        with distributed.peer_failures(process):
+            last_record, last_accuracy = run_steps(
+                log, config.train, enumerate(loader, start=start), step_fn, fetch=_fetch, evaluate=evaluate,
+                save=save, saved_step=checkpoints.latest_step(exp.run.checkpoints))
     finally:
         log.close()
     summary = progress.summary("torch", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
                                time.perf_counter() - started, str(device))
-    exp.run.write_summary(summary)
+    if process.writer:
+        exp.run.write_summary(summary)
     return summary

@@ -17,29 +17,33 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sesemi_common.config import Config
+from sesemi_common.distributed import Process
 from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay
 from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.sampling import crop_geometry
 
 from . import transforms
+from .distributed import global_noise, unwrap
 from .methods import LossInputs, Method
 
 
 def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
-                 zca: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 zca: tuple[torch.Tensor, torch.Tensor] | None = None, process: Process = Process()):
     """(normalized labeled batch, {view name: normalized views}, the method's targets), float32 NCHW.
 
     Normalization is per channel, or GCN + ZCA when `zca` (channels-first, `transforms.zca_tensors`)
     is given. With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise
-    from torch's global generator (the paper adds it to both branches, after augmentation)."""
+    from torch's global generator (the paper adds it to both branches, after augmentation); in one
+    of several processes, `batch` is its chunk and gets its chunk of the global batch's noise."""
     padding, mode = crop_geometry(config.augment)
 
     def normalized(images: torch.Tensor) -> torch.Tensor:
         x = transforms.normalize_inputs(images, mean, std, zca)
         if not config.augment.noise_std:
             return x
-        return transforms.apply_noise(x, transforms.sample_noise_params(None, x.shape, config.augment.noise_std,
-                                                                        x.device))
+        noise = global_noise(x.shape, process, lambda shape: transforms.sample_noise_params(
+            None, shape, config.augment.noise_std, x.device))
+        return transforms.apply_noise(x, noise)
 
     sup = transforms.apply_crop(batch["sup_images"], batch["sup_offsets"], padding, mode)
     x_sup = normalized(transforms.apply_hflip(sup, batch["sup_flips"]))
@@ -93,10 +97,16 @@ def teacher_forward(ema: AveragedModel | None, views: dict, method: Method) -> d
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict,
                step: int, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
                channels_last: bool = False, ema: AveragedModel | None = None,
-               zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """One optimizer step; returns detached metrics (the loop fetches them every log_every steps)."""
+               zca: tuple[torch.Tensor, torch.Tensor] | None = None,
+               process: Process = Process()) -> dict[str, torch.Tensor]:
+    """One optimizer step; returns detached metrics (the loop fetches them every log_every steps).
+
+    In one of several processes `model` is the DDP-wrapped model, `batch` this process's chunk of
+    the step's batch and the metrics its means: every method's loss is a mean over the chunk's
+    samples (so DDP's gradient average is the gradient of the global mean); the loop averages
+    the metrics over the processes."""
     model.train()
-    x_sup, views, targets = model_inputs(batch, method, config, mean, std, zca)
+    x_sup, views, targets = model_inputs(batch, method, config, mean, std, zca, process)
     dtype = next(model.parameters()).dtype  # a float64 model (parity tests) computes in float64
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x_sup = x_sup.to(dtype).contiguous(memory_format=memory_format)
@@ -116,8 +126,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
     total.backward()
     optimizer.step()
     scheduler.step()
-    if ema is not None:
-        ema.update_parameters(model)
+    if ema is not None:  # the same update in every process: their parameters and buffers are equal
+        ema.update_parameters(unwrap(model))
     train_accuracy = (sup_logits.argmax(-1) == labels).float().mean()
     return {"loss": total.detach(), **{k: torch.as_tensor(v).detach() for k, v in terms.items()},
             "lr": torch.tensor(lr), "train_accuracy": train_accuracy.detach()}
@@ -129,10 +139,11 @@ def predict_logits(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor
                    zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """Supervised-head logits of uint8 NHWC images (eval mode: running BatchNorm statistics)."""
     model.eval()
+    dtype = next(model.parameters()).dtype  # a float64 model (tests) computes in float64
     outputs = []
     for start in range(0, len(images_nhwc), batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(images_nhwc[start:start + batch_size])).permute(0, 3, 1, 2)
-        (logits,) = model(transforms.normalize_inputs(chunk.to(device), mean, std, zca))
+        (logits,) = model(transforms.normalize_inputs(chunk.to(device), mean, std, zca).to(dtype))
         outputs.append(logits["sup"].float().cpu().numpy())
     return np.concatenate(outputs)
 

@@ -9,6 +9,13 @@ module here holds its maths, as two functions with the same names and meaning as
     loss(inputs: LossInputs) -> (total, {term name: value})
 
 `sample_views` draws the parameters the registry declares with a torch generator.
+
+Every loss is a mean over the samples of its batch (cross-entropy, softmax MSE, entropy, and
+FixMatch's masked cross-entropy, which divides by all unlabeled images, not by the kept ones).
+That is what lets several processes train on equal chunks of a batch: DDP's average of the
+chunks' gradients is the gradient of the whole batch's loss. A loss divided by a count that
+differs between chunks (the kept pseudo-labels, say) would break that and would have to sum
+over the processes first.
 """
 
 from __future__ import annotations

@@ -37,5 +37,7 @@ def loss(inputs: LossInputs):
     if "true_labels" in inputs.targets:  # logging only: how often the pseudo-labels are right
         correct = (pseudo == inputs.targets["true_labels"]).float()
         terms["pseudo_label_accuracy"] = correct.mean()
+        # A ratio of counts, not a mean: with several processes the logged value is the mean of
+        # their ratios, close to but not the whole batch's (logging only; no loss uses it).
         terms["kept_pseudo_label_accuracy"] = (mask * correct).sum() / mask.sum().clamp(min=1.0)
     return loss_sup + knobs.lambda_u * loss_unlabeled, terms
