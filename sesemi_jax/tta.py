@@ -56,10 +56,11 @@ def predict_probs(view_logits: Callable, variables: dict, images: np.ndarray, me
         chunk = images[start:start + per_batch]
         params = tta.sample_params(np.arange(start, start + len(chunk)), chunk.shape[1:], noise_std)
         pad = per_batch - len(chunk)
-        logits = view_logits(variables, _pad(chunk, pad), _pad(params.crop_offsets(), pad),
-                             _pad(params.noise, pad * len(tta.VIEWS)), norm_table, zca)
-        outputs.append(tta.average_probs(np.asarray(logits)[:len(chunk) * len(tta.VIEWS)]))
-    return np.concatenate(outputs)
+        # Kept on the device until the end: the host draws the next batch's noise while this one runs.
+        outputs.append(view_logits(variables, _pad(chunk, pad), _pad(params.crop_offsets(), pad),
+                                   _pad(params.noise, pad * len(tta.VIEWS)), norm_table, zca))
+    logits = np.concatenate([np.asarray(batch) for batch in outputs])
+    return tta.average_probs(logits[:len(images) * len(tta.VIEWS)])
 
 
 def _pad(rows: np.ndarray, count: int) -> np.ndarray:
