@@ -9,8 +9,9 @@
 #                  (device tool: carry [".gpu_data"]; the default budget fits about 10 minutes)
 #   CPU dry run:   bash benchmarks/reproduce_paper.sh --steps 2 --device cpu --archive A.tar.gz -- KEY=VALUE ...
 #
-# Budget: --steps N trains N steps per run (default 300: four runs, decoding and compilation in
-# about 10 minutes of an H100-class GPU; the images/s lines say how far it can grow), --epochs N
+# Budget: --steps N trains N steps per run (default 300: a guess at four runs, decoding, ZCA
+# statistics and compilation in about 10 minutes of one GPU, not measured: no GPU was at hand
+# when it was written; the images/s lines say how far it can grow), --epochs N
 # trains N epochs of 3,125 steps (the preset's; it evaluates after each), --full the preset's 50
 # epochs (156,250 steps, hours per run). The learning rate decays over the steps a run has, as the
 # preset's schedule does over 50 epochs. Other options: --labels (1000,2000,4000: the JAX cells),
@@ -23,24 +24,29 @@
 # As each ends, its images/s line is printed and $OUT/results.md (the table) and $OUT/runs.tar.gz
 # (configs, metrics and summaries, no checkpoints) are rewritten, so a slot that ends early keeps
 # the finished runs. In the same WORK, a finished run is reported again as it is and a stopped one
-# resumes from its last checkpoint with its own config. The data is the JPEG tree (benchmarks/pack_cifar.py), lossy re-encodings of the
-# official images, so accuracies are comparable to the paper's, not identical inputs.
+# resumes from its last checkpoint with its own config. The data is the JPEG tree
+# (benchmarks/pack_cifar.py), lossy re-encodings of the official images, so accuracies are
+# comparable to the paper's, not identical inputs.
 # Exit status: 0 every run finished, 2 a run failed or an option is wrong, 3 a framework cannot see the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 STEPS=300
+EPOCHS=""
 LABELS=1000,2000,4000
 TORCH_LABELS=1000
 DEVICE=cuda
 ARCHIVE=.gpu_data/cifar10-jpeg.tar.gz
 OVERRIDES=()
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
+    case "$1" in --steps|--epochs|--labels|--torch-labels|--device|--archive)
+        [ $# -ge 2 ] || { echo "error: $1 needs a value (see --help)" >&2; exit 2; } ;;
+    esac
     case "$1" in
-        --steps) STEPS=$2; shift 2 ;;
-        --epochs) STEPS=$(( $2 * 3125 )); shift 2 ;;
-        --full) STEPS=156250; shift ;;
+        --steps) STEPS=$2; EPOCHS=""; shift 2 ;;
+        --epochs) STEPS=$2; EPOCHS=$2; shift 2 ;;
+        --full) STEPS=156250; EPOCHS=""; shift ;;
         --labels) LABELS=$2; shift 2 ;;
         --torch-labels) TORCH_LABELS=$2; shift 2 ;;
         --device) DEVICE=$2; shift 2 ;;
@@ -51,6 +57,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$STEPS" in ''|*[!0-9]*|0) echo "error: the budget must be a positive number of steps or epochs, got '$STEPS'" >&2; exit 2 ;; esac
+[ -n "$EPOCHS" ] && STEPS=$(( EPOCHS * 3125 ))
 case "$DEVICE" in cuda|cpu) ;; *) echo "error: --device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;; esac
 
 PYTHON=${PYTHON:-python3}
