@@ -18,8 +18,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from . import run_weights
-from .config import Config, ConfigError, apply_overrides, resume_changes
+from . import run_weights, tta
+from .config import Config, ConfigError, apply_overrides, replace_dotted, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
 from .distributed import Process
 from .experiment import check_new_run
@@ -28,7 +28,9 @@ from .runs import CheckpointError, RunDir, RunDirError, note
 from .splits import SplitError
 from .weights import WeightsError, write_npz
 
-Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC images -> supervised logits
+# uint8 NHWC images -> (N, K) scores whose argmax is the prediction: the supervised logits, or with
+# eval.tta=8 each image's softmax averaged over its 8 test-time views (sesemi_common/tta.py).
+Classifier = Callable[[np.ndarray], np.ndarray]
 USER_ERRORS = (ConfigError, DatasetError, SplitError, RunDirError, CheckpointError, FileNotFoundError,
                NonFiniteLossError, WeightsError)
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
@@ -42,8 +44,8 @@ class Backend(Protocol):
 
     def classifier(self, state_dict: dict[str, np.ndarray], source: str, config: Config, mean: np.ndarray,
                    std: np.ndarray, zca: tuple[np.ndarray, np.ndarray] | None) -> Classifier:
-        """Supervised logits of the SesemiNet with this PyTorch-named state dict (from `source`), inputs
-        normalized per channel by `mean`/`std`, or by GCN + ZCA with `zca` (mean, matrix)."""
+        """Scores (`Classifier`, by `config.eval.tta`) of the SesemiNet with this PyTorch-named state dict
+        (from `source`), inputs normalized per channel by `mean`/`std`, or by GCN + ZCA with `zca` (mean, matrix)."""
 
     def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
                               step: int | None) -> tuple[dict, int]:
@@ -77,6 +79,9 @@ def build_parser(prog: str, train_options: Callable[[argparse.ArgumentParser], N
     for command in (evaluate, predict, export):
         command.add_argument("--checkpoint", type=int, metavar="STEP",
                              help="the model of this kept checkpoint (default: the final model, else the newest)")
+    for command in (evaluate, predict):
+        command.add_argument("--tta", type=int, metavar="VIEWS",
+                             help="test-time views per image: 1, or 8 as in the paper (default: the run's eval.tta)")
     return parser
 
 
@@ -188,26 +193,33 @@ def load_classifier(backend: Backend, run: RunDir, config: Config, step: int | N
                       "variables": info.get("variables", "model"), "weights": source}
 
 
-def _evaluate(backend: Backend, run_dir: str, step: int | None) -> dict:
-    run = run_to_read(run_dir, f"sesemi-{backend.name}")
+def _read_config(run: RunDir, views: int | None) -> Config:
+    """The run's config, with `--tta` (when given) in place of its eval.tta."""
     config = run.read_config()
+    return config if views is None else replace_dotted(config, {"eval.tta": views})
+
+
+def _evaluate(backend: Backend, run_dir: str, step: int | None, views: int | None = None) -> dict:
+    run = run_to_read(run_dir, f"sesemi-{backend.name}")
+    config = _read_config(run, views)
     dataset = load_dataset(config.data)
     classify, origin = load_classifier(backend, run, config, step)
     predictions = classify(dataset.test_images).argmax(-1)
-    return {"run_dir": str(run.path), "framework": backend.name, **origin,
+    return {"run_dir": str(run.path), "framework": backend.name, **origin, "tta": config.eval.tta,
             "test_accuracy": float(np.mean(predictions == dataset.test_labels)), "test_images": len(predictions)}
 
 
-def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str, step: int | None) -> int:
+def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str, step: int | None,
+             views: int | None = None) -> int:
+    """Writes each image's predicted class and its probability: the softmax of the logits, or with
+    eval.tta=8 the average of the 8 views' softmax (whose argmax is the predicted class)."""
     run = run_to_read(run_dir, f"sesemi-{backend.name}")
-    config = run.read_config()
+    config = _read_config(run, views)
     class_names = run.read_summary().get("class_names") or load_dataset(config.data).class_names
     paths, images = read_images([Path(p) for p in inputs], config.data.image_size)
     classify, origin = load_classifier(backend, run, config, step)
     note(f"note: the model of step {origin['step']}, trained by {origin['trained_by']} ({origin['weights']})")
-    logits = classify(images)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs = tta.class_probabilities(classify(images), config.eval.tta)
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "class_name", "probability"])
@@ -258,11 +270,11 @@ def main(backend: Backend, argv: Sequence[str] | None = None,
         if args.command == "train":
             return _train(backend, args, fit_options(args) if fit_options else {}, process, synchronize)
         if args.command == "eval":
-            print(json.dumps(_evaluate(backend, args.run_dir, args.checkpoint), indent=2))
+            print(json.dumps(_evaluate(backend, args.run_dir, args.checkpoint, args.tta), indent=2))
         elif args.command == "export":
             print(f"wrote {_export(backend, args.run_dir, args.to, args.checkpoint)}")
         else:
-            count = _predict(backend, args.run_dir, args.inputs, args.out, args.checkpoint)
+            count = _predict(backend, args.run_dir, args.inputs, args.out, args.checkpoint, args.tta)
             print(f"wrote {count} predictions to {args.out}")
     except (*USER_ERRORS, *backend.user_errors) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -97,6 +97,13 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    # 1: one clean view per test image | 8: the paper's test-time augmentation (sesemi_common/tta.py),
+    # the softmax averaged over {x, x shifted 1-2 px} x {clean, noisy} x {unflipped, left-right flipped}
+    tta: int = 1
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -104,6 +111,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -325,6 +333,7 @@ def validate(config: Config) -> None:
     for key, value in flat_values(config).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
+    _check_eval(config)
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {config.model.dropout}")
     spec = methods.get(config.method.name)
@@ -341,6 +350,18 @@ def validate(config: Config) -> None:
     check_momentum(config.optim)
 
 
+TTA_CHOICES = (1, 8)  # eval.tta: views per test image
+
+
+def _check_eval(config: Config) -> None:
+    if config.eval.tta not in TTA_CHOICES:
+        raise ConfigError(f"config key 'eval.tta' must be 1 (one clean view) or 8 (the paper's 8 test-time views), "
+                          f"got {config.eval.tta}")
+    if config.eval.tta > 1 and config.data.image_size <= 2:
+        raise ConfigError(f"eval.tta={config.eval.tta} shifts test images by up to 2 px with reflect padding, "
+                          f"which needs data.image_size > 2, got {config.data.image_size}")
+
+
 def flat_values(config: Config) -> dict[str, Any]:
     """{'section.key': value} of every knob."""
     return _flatten(config.to_dict())
@@ -348,9 +369,10 @@ def flat_values(config: Config) -> dict[str, Any]:
 
 # What `--resume` may change: the learning rate (the way out of a NaN is a lower lr from the last
 # good checkpoint) and how often the run logs, evaluates and saves. Every other key shapes the
-# data, the model or the optimizer state the checkpoints hold, or the schedule's length.
+# data, the model or the optimizer state the checkpoints hold, or the schedule's length. How the
+# test set is evaluated (eval.tta) changes no training state either.
 RESUMABLE_KEYS = ("optim.lr", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                  "train.eval_batch_size")
+                  "train.eval_batch_size", "eval.tta")
 
 
 def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import commands
+from .config import replace_dotted
 from .datasets import load_dataset
 
 RTOL = 1e-5  # the model rung's eval-logit atol, relative to max(1, max |logit|)
@@ -66,7 +67,8 @@ def verify(run_dir: str | Path, step: int | None = None) -> dict[str, Any]:
     """Evaluate the run's model (the final one, or checkpoint `step`) in both frameworks; write verify.json."""
     started = time.perf_counter()
     run = commands.run_to_read(str(run_dir), "sesemi-<framework>")
-    config = run.read_config()
+    # The verdict reads logits (the model rung), so the run's test-time augmentation is left out.
+    config = replace_dotted(run.read_config(), {"eval.tta": 1})
     dataset = load_dataset(config.data)
     logits, origin = {}, {}
     for framework in FRAMEWORKS:

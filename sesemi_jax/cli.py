@@ -14,12 +14,12 @@ from sesemi_common.methods import ema_decay
 from sesemi_common.runs import RunDir
 from sesemi_common.weights import extra_heads
 
-from . import checkpoints, loop
+from . import checkpoints, loop, tta
 from .convert import WeightsError, state_dict_from_variables, variables_from_state_dict
 from .methods import registry
 from .models import init_variables, make_model
 from .optim import make_optimizer
-from .train import create_state, make_eval_logits, predict_logits
+from .train import create_state
 
 
 class JaxBackend:
@@ -36,9 +36,8 @@ class JaxBackend:
         model = make_model(config.model.backbone, state_dict["sup_head.linear.weight"].shape[0],
                            extra_heads(state_dict), config.model.dropout)
         variables = variables_from_state_dict(state_dict, config.model.backbone, source=source)
-        eval_logits = make_eval_logits(model)
-        return lambda images: predict_logits(eval_logits, variables, images, mean, std, config.train.eval_batch_size,
-                                             zca)
+        predict_scores = tta.make_predict_scores(model, config, mean, std, zca)
+        return lambda images: predict_scores(variables, images)
 
     def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
                               step: int | None) -> tuple[dict, int]:

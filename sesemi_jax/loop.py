@@ -20,12 +20,11 @@ from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, methods, run_weights
+from . import checkpoints, convert, methods, run_weights, tta
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
-from .train import (TrainState, accuracy, batch_mesh, check_divisible, create_state, device_data,
-                    jit_train_steps, make_eval_logits)
+from .train import TrainState, batch_mesh, check_divisible, create_state, device_data, jit_train_steps
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
@@ -79,13 +78,13 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         exp.run.truncate_metrics(int(state.step))
     data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
-    eval_logits = make_eval_logits(model)
+    predict_scores = tta.make_predict_scores(model, config, exp.mean, exp.std, exp.zca)
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
                       exp.steps_per_epoch, show_progress)
 
     def evaluate(state: TrainState) -> float:
-        return accuracy(eval_logits, eval_variables(state, config), exp.dataset.test_images,
-                        exp.dataset.test_labels, exp.mean, exp.std, config.train.eval_batch_size, exp.zca)
+        scores = predict_scores(eval_variables(state, config), exp.dataset.test_images)
+        return float(np.mean(scores.argmax(-1) == exp.dataset.test_labels))
 
     holder = {"state": state}  # the loop's only mutable cell: the state threads through pure steps
 

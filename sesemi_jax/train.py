@@ -268,8 +268,3 @@ def predict_logits(eval_logits: Callable, variables: dict, images: np.ndarray, m
         outputs.append(np.asarray(eval_logits(variables, padded, norm_table, zca))[:len(chunk)])
     return np.concatenate(outputs)
 
-
-def accuracy(eval_logits: Callable, variables: dict, images: np.ndarray, labels: np.ndarray,
-             mean, std, batch_size: int, zca: tuple[np.ndarray, np.ndarray] | None = None) -> float:
-    logits = predict_logits(eval_logits, variables, images, mean, std, batch_size, zca)
-    return float(np.mean(logits.argmax(-1) == labels))

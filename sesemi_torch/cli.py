@@ -17,12 +17,11 @@ from sesemi_common.config import Config
 from sesemi_common.runs import RunDir
 from sesemi_common.weights import extra_heads
 
-from . import checkpoints, distributed, loop, transforms
+from . import checkpoints, distributed, loop, transforms, tta
 from .convert import WeightsError, load_arrays
 from .methods import registry
 from .models import make_model
 from .run_weights import state_dict_arrays
-from .train import predict_logits
 
 
 class TorchBackend:
@@ -40,7 +39,7 @@ class TorchBackend:
         load_arrays(model, state_dict, source)
         mean, std = torch.as_tensor(mean), torch.as_tensor(std)
         zca = None if zca is None else transforms.zca_tensors(zca)
-        return lambda images: predict_logits(model, images, mean, std, config.train.eval_batch_size, zca=zca)
+        return lambda images: tta.predict_scores(model, images, config, mean, std, zca=zca)
 
     def checkpoint_state_dict(self, run: RunDir, config: Config, num_classes: int,
                               step: int | None) -> tuple[dict, int]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from sesemi_common.config import Config, ConfigError
@@ -18,11 +19,11 @@ from sesemi_common.methods import images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, distributed, methods, run_weights, transforms
+from . import checkpoints, convert, distributed, methods, run_weights, transforms, tta
 from .data import SpecSampler, batch_loader, to_device
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
-from .train import accuracy, make_ema, train_step
+from .train import make_ema, train_step
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
@@ -105,8 +106,9 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     def evaluate() -> float | None:
         if not process.writer:  # the others go on to their next step and wait there
             return None
-        return accuracy(ema.module if config.train.eval_ema else model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
-                        config.train.eval_batch_size, device, zca)
+        scores = tta.predict_scores(ema.module if config.train.eval_ema else model, exp.dataset.test_images, config,
+                                    mean, std, device, zca)
+        return float(np.mean(scores.argmax(-1) == exp.dataset.test_labels))
 
     def save(done: int) -> None:
         if not process.writer:

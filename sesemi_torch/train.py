@@ -147,8 +147,3 @@ def predict_logits(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor
         outputs.append(logits["sup"].float().cpu().numpy())
     return np.concatenate(outputs)
 
-
-def accuracy(model: nn.Module, images_nhwc: np.ndarray, labels: np.ndarray, mean, std, batch_size: int,
-             device: torch.device | str = "cpu", zca: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
-    logits = predict_logits(model, images_nhwc, mean, std, batch_size, device, zca)
-    return float(np.mean(logits.argmax(-1) == labels))

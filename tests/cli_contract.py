@@ -251,6 +251,19 @@ class CliLifeContract:
                                      "--checkpoint", "2")
         assert code == 0 and err == f"note: the model of step 2, trained by {self.framework} (weights file " \
                                     f"{run.path / 'weights' / 'step_2.npz'})"
+        # Test-time augmentation (issue 15): the paper's 8 views, the run's eval.tta unless --tta says otherwise.
+        assert result["tta"] == 1
+        code, out, _ = self.invoke(capsys, "eval", str(run.path), "--tta", "8")
+        with_tta = json.loads(out)
+        assert code == 0 and with_tta["tta"] == 8 and with_tta["test_images"] == result["test_images"]
+        assert 0.0 <= with_tta["test_accuracy"] <= 1.0
+        code, _, _ = self.invoke(capsys, "predict", str(run.path), str(image), "--out", str(tmp_path / "p8.csv"),
+                                 "--checkpoint", "2", "--tta", "8")
+        plain, averaged = ((tmp_path / name).read_text().splitlines()[1].split(",") for name in ("p.csv", "p8.csv"))
+        assert code == 0 and 0.0 < float(averaged[3]) <= 1.0 and averaged[3] != plain[3]
+        code, _, err = self.invoke(capsys, "eval", str(run.path), "--tta", "3")
+        assert (code, err) == (2, "error: config key 'eval.tta' must be 1 (one clean view) or 8 (the paper's 8 "
+                                  "test-time views), got 3")
         # A run written before runs had weights files: its own framework reads the checkpoint, export writes the file.
         shutil.rmtree(run.path / "weights")
         code, out, _ = self.invoke(capsys, "eval", str(run.path))

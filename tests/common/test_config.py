@@ -152,6 +152,30 @@ def test_the_paper_preset_loads_by_name_and_by_path():
     train = config.train
     assert (train.steps, train.batch_labeled, train.batch_unlabeled) == (50 * 3125, 96, 16)
     assert train.eval_every == train.checkpoint_every == 3125  # once per epoch of 50,000 / 16 steps
+    assert config.eval.tta == 8  # the paper's DenseEvaluator(oversample=True)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.tta=4", "config key 'eval.tta' must be 1 (one clean view) or 8 (the paper's 8 test-time views), got 4"),
+    ("eval.tta=eight", "config key 'eval.tta' needs an int, got 'eight'"),
+])
+def test_eval_tta_is_1_or_8(override, message):
+    assert Config().eval.tta == 1 and apply_overrides(Config(), ["eval.tta=8"]).eval.tta == 8
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Config(), [override])
+    assert str(err.value) == message
+    with pytest.raises(ConfigError, match=r"eval.tta=8 shifts test images by up to 2 px .* needs data.image_size > 2"):
+        apply_overrides(Config(), ["data.image_size=2", "eval.tta=8"])
+
+
+def test_a_config_from_before_the_eval_section_loads_and_resumes_with_tta(tmp_path):
+    old = Config().to_dict()
+    del old["eval"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    saved = Config.load(tmp_path / "config.json")
+    assert saved == Config() and saved.eval.tta == 1
+    # How the test set is evaluated changes no training state, so --resume may switch it.
+    assert resume_changes(saved, apply_overrides(saved, ["eval.tta=8"])) == {"eval.tta": (1, 8)}
 
 
 def test_an_unknown_config_names_the_presets(tmp_path):
