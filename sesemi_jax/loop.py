@@ -71,7 +71,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     mesh = batch_mesh()
     check_divisible(config, mesh)  # before prepare: a refused run leaves no directory
     exp = prepare(config, run_dir, resume=resume, dataset=dataset)
-    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout)
+    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout,
+                       config.train.precision)
     schedule = lr_schedule(config.optim, config.train.steps)
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
     if resume:
@@ -79,7 +80,10 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         exp.run.truncate_metrics(int(state.step))
     data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
-    eval_logits = make_eval_logits(model)
+    # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
+    # the train step only): the accuracy logged is that of the float32 weights the run saves,
+    # which `eval`, `verify` and the other framework compute from model.npz.
+    eval_logits = make_eval_logits(model.clone(dtype=None))
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
                       exp.steps_per_epoch, show_progress)
 
