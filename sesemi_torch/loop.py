@@ -5,6 +5,8 @@ Twin of sesemi_jax/loop.py; both write the same run directory.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,17 +44,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_compiler() -> None:
+    """Refuses --compile up front, rather than at the first step deep in a traceback, where
+    torch.compile's inductor has no C++ compiler (its default, or $CXX) to build kernels with."""
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        raise ConfigError(f"--compile needs a C++ compiler for torch.compile, and {compiler!r} is not on PATH: "
+                          "install g++ (or set CXX), or train without --compile")
+
+
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
         initial_state_dict: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
-        show_progress: bool = True, channels_last: bool = False, device: str = "cpu") -> dict:
+        show_progress: bool = True, channels_last: bool = False, device: str = "cpu",
+        compile_model: bool = False) -> dict:
     """Train `config` into `run_dir` and return the summary.
 
     `initial_state_dict` replaces the random init (e.g. weights shared with JAX); `stream`,
     `stream(step) -> BatchSpec`, replaces the torch-drawn batches (lockstep parity). `device`
     holds the model, optimizer state and each step's batch; the loader, its random streams and
-    the checkpoints stay on the CPU, so a run resumes on any device.
+    the checkpoints stay on the CPU, so a run resumes on any device. `compile_model` runs the
+    train step's forwards through `torch.compile`; checkpoints, weights files and evaluation
+    use the model itself, so their names carry no `_orig_mod.` prefix.
     """
     device = resolve_device(device)
+    if compile_model:
+        check_compiler()  # before prepare: a refused run leaves no directory
     exp = prepare(config, run_dir, resume=resume, dataset=dataset)
     method = methods.load(config)
     torch.manual_seed(config.train.seed)
@@ -64,6 +80,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile_model else model  # shares the model's parameters and buffers
     optimizer = make_optimizer(model, config.optim)
     scheduler = make_scheduler(optimizer, config.optim, config.train.steps)
     ema = make_ema(model, config)
@@ -87,6 +104,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
                       show_progress)
 
     def evaluate() -> float:
+        # Float32 whatever train.precision: autocast covers the train step only (as in JAX).
         return accuracy(ema.module if config.train.eval_ema else model, exp.dataset.test_images, exp.dataset.test_labels, mean, std,
                         config.train.eval_batch_size, device, zca)
 
@@ -98,7 +116,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         run_weights.save(exp.run, done, ema.module if config.train.eval_ema else model, config)
 
     def step_fn(step: int, batch: dict) -> dict:
-        return train_step(model, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
+        return train_step(net, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
                           channels_last, ema, zca)
 
     started = time.perf_counter()
