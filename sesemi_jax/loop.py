@@ -25,7 +25,7 @@ from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
 from .train import (TrainState, accuracy, batch_mesh, check_divisible, create_state, device_data,
-                    jit_train_steps, make_eval_logits)
+                    jit_train_steps, make_eval_logits, replicate)
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
@@ -78,7 +78,10 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     if resume:
         state = checkpoints.restore(exp.run.checkpoints, state)
         exp.run.truncate_metrics(int(state.step))
-    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
+    # On the devices the step's outputs live on, so step 2 does not compile the step again.
+    state = replicate(state, mesh)
+    data = replicate(device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std,
+                                 exp.zca), mesh)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
     # the train step only): the accuracy logged is that of the float32 weights the run saves,
