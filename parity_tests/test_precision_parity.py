@@ -11,7 +11,7 @@ bfloat16 values on the deepest path, `ROUNDINGS` below.
 
 Finding (measured on this CPU, relative to the largest float32 logit): the two frameworks'
 bfloat16 logits differ by 0.4-0.7% for resnet20/wrn28_2/convnet13 (eval and train mode) and
-0.7% / 3.8% for resnet18 in eval / train mode (batch 8 at 1x1 in its last stage), against 1-1.5%
+0.7% / 3.8% for resnet18 in eval / train mode (batch 8 at 1x1 in its last stage), against 0.8-1.5%
 (resnet18 train: 6-8%) between either framework's bfloat16 and float32 logits, and 5e-7 between
 their float32 logits. So the frameworks round at the same points and mostly to the same values;
 the worst-case bound (0.43 for resnet20) holds with a wide margin, and the test also holds
