@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train-step throughput of both frameworks on one NVIDIA GPU: WRN-28-2, float32 then bfloat16.
+# Train-step throughput of both frameworks on NVIDIA GPUs: resnet20, WRN-28-2 and resnet18, fp32 and
+# bf16 (train.precision), JAX on one and on all GPUs, then the no-host-sync check of the JAX step.
 #
 #     bash benchmarks/gpu_check.sh            # from anywhere; results in $OUT, else ./gpu_results
 #
@@ -9,8 +10,8 @@
 # For a machine whose image already holds jax (with CUDA), flax, optax, torch and torchvision
 # and has no network: the package is installed without dependencies and without build
 # isolation (which would fetch setuptools). JSON tables, the printed Markdown tables and an
-# environment log land in the results folder. bfloat16 is measured only for speed (see
-# benchmarks/throughput.py). jax_ynnpack is a CPU-only variant and is skipped on the GPU.
+# environment log land in the results folder. jax_ynnpack is a CPU-only variant and is skipped
+# on the GPU; with one GPU the jax_all row says "1 device".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="${OUT:-./gpu_results}"
@@ -35,10 +36,14 @@ EOF
 
 DEVICE="${DEVICE:-cuda}"
 STEPS="${STEPS:---repeats 7 --steps-per-repeat 50 --warmup 10}"
-for DTYPE in float32 bfloat16; do
-    echo "== wrn28_2 $DTYPE"
+MODELS="${MODELS:-resnet20,wrn28_2,resnet18}"
+for MODEL in ${MODELS//,/ }; do
+    echo "== $MODEL fp32 and bf16"
     # shellcheck disable=SC2086
-    "$PYTHON" benchmarks/throughput.py --models wrn28_2 --device "$DEVICE" --dtype "$DTYPE" $STEPS \
-        --json "$RESULTS/throughput_wrn28_2_$DTYPE.json" 2>&1 | tee "$RESULTS/throughput_wrn28_2_$DTYPE.txt" \
-        || echo "throughput.py failed for $DTYPE (see throughput_wrn28_2_$DTYPE.txt)"
+    "$PYTHON" benchmarks/throughput.py --models "$MODEL" --device "$DEVICE" --precisions fp32,bf16 $STEPS \
+        --json "$RESULTS/throughput_$MODEL.json" 2>&1 | tee "$RESULTS/throughput_$MODEL.txt" \
+        || echo "throughput.py failed for $MODEL (see throughput_$MODEL.txt)"
 done
+echo "== no host sync in the JAX step"
+"$PYTHON" benchmarks/throughput.py --profile --models "$MODELS" --json "$RESULTS/profile.json" 2>&1 \
+    | tee "$RESULTS/profile.txt" || echo "the no-host-sync check failed (see profile.txt)"

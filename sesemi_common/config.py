@@ -94,6 +94,9 @@ class TrainConfig:
     eval_batch_size: int = 500
     ema_decay: float = 0.0  # EMA of params and BatchNorm statistics; 0: off (or the method's default)
     eval_ema: bool = False  # evaluate (and predict) with the EMA variables
+    # fp32 | bf16: bfloat16 convolutions and dense layers on float32 master weights, optimizer
+    # state, BatchNorm statistics and loss (DESIGN.md section 8). Evaluation stays float32.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -162,6 +165,7 @@ CHOICES = {
     "augment.crop": ("translate", "pad_crop"),
     "augment.normalize": ("channel", "zca"),
     "optim.schedule": ("poly", "cosine", "constant", "fixmatch_cosine"),
+    "train.precision": ("fp32", "bf16"),
 }
 
 

@@ -24,7 +24,7 @@ from . import checkpoints, convert, methods, run_weights, tta
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
-from .train import TrainState, batch_mesh, check_divisible, create_state, device_data, jit_train_steps
+from .train import TrainState, batch_mesh, check_divisible, create_state, device_data, jit_train_steps, replicate
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
@@ -70,15 +70,22 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     mesh = batch_mesh()
     check_divisible(config, mesh)  # before prepare: a refused run leaves no directory
     exp = prepare(config, run_dir, resume=resume, dataset=dataset)
-    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout)
+    model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout,
+                       config.train.precision)
     schedule = lr_schedule(config.optim, config.train.steps)
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
     if resume:
         state = checkpoints.restore(exp.run.checkpoints, state)
         exp.run.truncate_metrics(int(state.step))
-    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
+    # On the devices the step's outputs live on, so step 2 does not compile the step again.
+    state = replicate(state, mesh)
+    data = replicate(device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std,
+                                 exp.zca), mesh)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
-    predict_scores = tta.make_predict_scores(model, config, exp.mean, exp.std, exp.zca)
+    # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
+    # the train step only): the accuracy logged is that of the float32 weights the run saves,
+    # which `eval`, `verify` and the other framework compute from model.npz.
+    predict_scores = tta.make_predict_scores(model.clone(dtype=None), config, exp.mean, exp.std, exp.zca)
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
                       exp.steps_per_epoch, show_progress)
 

@@ -59,13 +59,16 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on CPU)")
     parser.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda or cuda:N "
                                                         "(under torchrun: cuda, the GPU of each LOCAL_RANK)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the train step's model (needs a C++ compiler; the first steps compile)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     process = distributed.start()
     try:
         return commands.main(TorchBackend(), argv, train_options=_train_options,
-                             fit_options=lambda args: {"channels_last": args.channels_last, "device": args.device},
+                             fit_options=lambda args: {"channels_last": args.channels_last, "device": args.device,
+                                                       "compile_model": args.compile},
                              process=process, synchronize=distributed.synchronize)
     finally:
         distributed.stop()

@@ -5,6 +5,8 @@ Twin of sesemi_jax/loop.py; both write the same run directory.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -51,21 +53,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_compiler() -> None:
+    """Refuses --compile up front, rather than at the first step deep in a traceback, where
+    torch.compile's inductor has no C++ compiler (its default, or $CXX) to build kernels with."""
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        raise ConfigError(f"--compile needs a C++ compiler for torch.compile, and {compiler!r} is not on PATH: "
+                          "install g++ (or set CXX), or train without --compile")
+
+
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
         initial_state_dict: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
-        show_progress: bool = True, channels_last: bool = False, device: str = "cpu") -> dict:
+        show_progress: bool = True, channels_last: bool = False, device: str = "cpu",
+        compile_model: bool = False) -> dict:
     """Train `config` into `run_dir` and return the summary.
 
     `initial_state_dict` replaces the random init (e.g. weights shared with JAX); `stream`,
     `stream(step) -> BatchSpec`, replaces the torch-drawn batches (lockstep parity). `device`
     holds the model, optimizer state and each step's batch; the loader, its random streams and
-    the checkpoints stay on the CPU, so a run resumes on any device.
+    the checkpoints stay on the CPU, so a run resumes on any device. `compile_model` runs the
+    train step's forwards through `torch.compile`; checkpoints, weights files and evaluation
+    use the model itself, so their names carry no `_orig_mod.` prefix.
 
     In one of several processes (`torchrun`, see `distributed`), every process runs this with the
     same arguments: each trains on its chunk of every batch, process 0 alone evaluates and writes.
     """
     process = distributed.current()
     distributed.check_divisible(config, process)  # before prepare: a refused run leaves no directory
+    if compile_model:
+        check_compiler()
     device = resolve_device(distributed.local_device(device, process))
     with distributed.together(process, "preparing the run"):
         exp = prepare(config, run_dir, resume=resume, dataset=dataset, process=process)
@@ -95,6 +111,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         if process.writer:
             exp.run.truncate_metrics(start)
     trained = distributed.wrap(model, device, process)
+    net = torch.compile(trained) if compile_model else trained  # shares the model's parameters and buffers
     mean, std = torch.from_numpy(exp.mean).to(device), torch.from_numpy(exp.std).to(device)
     zca = transforms.zca_tensors(exp.zca, device)
     specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
@@ -106,6 +123,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     def evaluate() -> float | None:
         if not process.writer:  # the others go on to their next step and wait there
             return None
+        # Float32 whatever train.precision: autocast covers the train step only (as in JAX).
         scores = tta.predict_scores(ema.module if config.train.eval_ema else model, exp.dataset.test_images, config,
                                     mean, std, device, zca)
         return float(np.mean(scores.argmax(-1) == exp.dataset.test_labels))
@@ -120,7 +138,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         run_weights.save(exp.run, done, ema.module if config.train.eval_ema else model, config)
 
     def step_fn(step: int, batch: dict) -> dict:
-        return train_step(trained, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
+        return train_step(net, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
                           channels_last, ema, zca, process)
 
     started = time.perf_counter()

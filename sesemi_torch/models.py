@@ -210,7 +210,8 @@ class SesemiNet(nn.Module):
     mode (`model.train()`, `model.eval()`). Without `joint_forward` the backbone runs once per
     input, in order (supervised batch first): each call normalizes with its own batch
     statistics and all update the running statistics, in that order. With it, one call on the
-    concatenation.
+    concatenation. Under bfloat16 autocast (train.precision=bf16) the logits are cast back to
+    float32: losses and metrics never see bfloat16 (DESIGN.md section 8).
     """
 
     def __init__(self, backbone: str, num_classes: int, heads: dict[str, int] | None = None, dropout: float = 0.0):
@@ -233,8 +234,13 @@ class SesemiNet(nn.Module):
             per_input = self.backbone(torch.cat(inputs)).split([len(x) for x in inputs])
         else:
             per_input = [self.backbone(x) for x in inputs]
-        return tuple({name: getattr(self, f"{name}_head")(f) for name in wanted}
+        return tuple({name: _float32(getattr(self, f"{name}_head")(f)) for name in wanted}
                      for f, wanted in zip(per_input, heads))
+
+
+def _float32(logits: torch.Tensor) -> torch.Tensor:
+    # Only autocast's bfloat16 is cast: a float64 model (the parity ladder) keeps its float64.
+    return logits.float() if logits.dtype == torch.bfloat16 else logits
 
 
 def make_model(backbone: str, num_classes: int, heads: dict[str, int] | None = None,

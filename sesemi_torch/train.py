@@ -83,6 +83,15 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """train.precision=bf16: bfloat16 convolutions and linear layers on the float32 weights
+    (DESIGN.md section 8); BatchNorm keeps float32 statistics and the model returns float32
+    logits. bfloat16 has float32's exponent range, so no GradScaler is needed."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 @torch.no_grad()
 def teacher_forward(ema: AveragedModel | None, views: dict, method: Method) -> dict:
     """Teacher branches: the EMA model in train mode (batch statistics, dropout), no gradient."""
@@ -107,17 +116,19 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
     the metrics over the processes."""
     model.train()
     x_sup, views, targets = model_inputs(batch, method, config, mean, std, zca, process)
-    dtype = next(model.parameters()).dtype  # a float64 model (parity tests) computes in float64
+    weight = next(model.parameters())
+    dtype = weight.dtype  # a float64 model (parity tests) computes in float64
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x_sup = x_sup.to(dtype).contiguous(memory_format=memory_format)
     views = {name: v.to(dtype).contiguous(memory_format=memory_format) for name, v in views.items()}
     labels = batch["labels"]
     branches = [b for b in method.spec.branches if b.mode != TEACHER]
-    outputs = model(x_sup, *(views[b.view] for b in branches), heads=(("sup",), *(b.heads for b in branches)),
-                    joint_forward=config.model.joint_forward)
+    with autocast(config.train.precision, weight.device):  # the forwards only: the loss is float32
+        outputs = model(x_sup, *(views[b.view] for b in branches), heads=(("sup",), *(b.heads for b in branches)),
+                        joint_forward=config.model.joint_forward)
+        teacher = teacher_forward(ema, views, method)
     by_branch = {b.name: {h: v.detach() for h, v in out.items()} if b.mode == STOP_GRADIENT else out
                  for b, out in zip(branches, outputs[1:])}
-    teacher = teacher_forward(ema, views, method)
     sup_logits = outputs[0]["sup"]
     total, terms = method.loss(LossInputs(sup_logits, labels, {**by_branch, **teacher}, targets, step,
                                           method_knobs(config)))

@@ -20,3 +20,12 @@ def test_a_misspelt_device_names_the_choices(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "'gpu0' is not a torch device: use cpu, cuda or cuda:N" in err
+
+
+def test_compile_without_a_compiler_is_refused_before_training(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "no-such-c++")
+    code = cli.main(["train", *TINY, "--compile", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--compile needs a C++ compiler for torch.compile, and 'no-such-c++' is not on PATH" in err
+    assert not (tmp_path / "r").exists()
