@@ -21,6 +21,7 @@ import numpy as np
 from . import run_weights
 from .config import Config, ConfigError, apply_overrides, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
+from .distributed import Process
 from .experiment import check_new_run
 from .progress import NonFiniteLossError
 from .runs import CheckpointError, RunDir, RunDirError, note
@@ -103,8 +104,11 @@ def _resume_config(args, run: RunDir) -> Config:
 
 
 def _train(backend: Backend, args, options: dict) -> int:
+    """`options` go to `backend.fit`; a `process` among them (a multi-process run) leaves the run
+    directory's changes to process 0, whose `prepare` makes them."""
     run = RunDir(args.run_dir)
     run.check_folder()
+    writer = options.get("process", Process()).writer
 
     def fit(config: Config, resume: bool) -> dict:
         return backend.fit(config, run.path, resume, show_progress=not args.no_progress, **options)
@@ -120,15 +124,15 @@ def _train(backend: Backend, args, options: dict) -> int:
             note(f"note: {run.path} is finished: nothing to resume, its summary.json is left as it was")
             print(json.dumps(run.read_summary(), indent=2))
             return 0
-        if state == "unfinished":
-            note(f"note: {run.path} has no checkpoint yet: training from step 0 with its saved config")
-            run.clear()
+        if state == "unfinished":  # `prepare` replaces the unfinished start
+            if writer:
+                note(f"note: {run.path} has no checkpoint yet: training from step 0 with its saved config")
             summary = fit(config, False)
         else:
             summary = fit(config, True)
     else:
         config = apply_overrides(Config.load(args.config) if args.config else Config(), args.overrides)
-        if args.overwrite and run.has_run():
+        if args.overwrite and writer and run.has_run():
             # The old run goes only once the new one is known to start: a typo must not cost a result.
             dataset = load_dataset(config.data)
             check_new_run(config, dataset)
@@ -136,7 +140,8 @@ def _train(backend: Backend, args, options: dict) -> int:
             run.clear()
             options = {**options, "dataset": dataset}
         summary = fit(config, False)
-    print(json.dumps(summary, indent=2))
+    if writer:
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .config import Config, ConfigError, resume_changes
 from .datasets import Dataset, load_dataset
+from .distributed import Process
 from .methods import unlabeled_batch
 from .runs import RunDir, RunDirError, note
 from .sampling import check_batch_sizes
@@ -43,13 +44,19 @@ class Experiment:
         return len(self.labeled) / self.config.train.batch_labeled
 
 
-def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: Dataset | None = None) -> Experiment:
+def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: Dataset | None = None,
+            process: Process = Process()) -> Experiment:
     """Load the data and fix the split; on resume, the saved config, split and data must match.
 
     A new run replaces an unfinished start (no checkpoint, no summary) and refuses anything
     else; nothing is written until the data, the split and the batch sizes are known to work.
+    Another process than the writer computes the same Experiment (split and statistics are
+    functions of config and data) but checks, creates and writes nothing; on resume it reads
+    the run directory the writer wrote.
     """
     run = RunDir(run_dir)
+    if not process.writer:
+        return _reader(config, run, resume, dataset if dataset is not None else load_dataset(config.data))
     changes = check_resumable(run, config) if resume else check_startable(run)
     dataset = dataset if dataset is not None else load_dataset(config.data)
     if resume:
@@ -64,6 +71,15 @@ def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: 
     zca_arrays = {} if zca is None else {"zca_mean": zca[0], "zca_matrix": zca[1]}
     run.write_split(labeled, mean=mean, std=std, **zca_arrays, **data_fingerprint(dataset, labeled))
     return Experiment(config, run, dataset, labeled, mean, std, zca)
+
+
+def _reader(config: Config, run: RunDir, resume: bool, dataset: Dataset) -> Experiment:
+    """A non-writer's Experiment: the writer's checks and files are the run's."""
+    if resume:
+        return _resumed(config, run, dataset, changes={})  # the writer records the changes
+    labeled = check_new_run(config, dataset)
+    mean, std = channel_stats(dataset.train_images)
+    return Experiment(config, run, dataset, labeled, mean, std, whitening_statistics(config, dataset))
 
 
 def whitening_statistics(config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray] | None:

@@ -38,12 +38,16 @@ def good_checkpoint_note(step: int, run_path) -> str:
 
 
 class TrainingLog:
+    """`writer=False` (every process of a multi-process run but process 0): the same checks and
+    records, but no progress bar and nothing appended to the run's metrics."""
+
     def __init__(self, run: RunDir, total_steps: int, start_step: int, images_per_step: int,
-                 steps_per_epoch: float, show_progress: bool = True):
+                 steps_per_epoch: float, show_progress: bool = True, writer: bool = True):
         self.run = run
+        self.writer = writer
         self.images_per_step = images_per_step
         self.steps_per_epoch = steps_per_epoch
-        self.bar = tqdm(total=total_steps, initial=start_step, disable=not show_progress,
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not (show_progress and writer),
                         unit="step", dynamic_ncols=True)
         self._clock = time.perf_counter()
         self._clock_step = start_step
@@ -63,15 +67,17 @@ class TrainingLog:
         self._clock, self._clock_step = now, done
         record = {"step": done, "epoch": done / self.steps_per_epoch,
                   **{k: float(v) for k, v in metrics[-1].items()}, "images_per_s": speed}
-        self.run.append_metrics(record)
+        if self.writer:
+            self.run.append_metrics(record)
         self.bar.update(done - self.bar.n)
         self.bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{speed:.0f}")
         return record
 
     def log_eval(self, step: int, accuracy: float) -> dict[str, Any]:
         record = {"step": step, "epoch": step / self.steps_per_epoch, "test_accuracy": accuracy}
-        self.run.append_metrics(record)
-        self.bar.write(f"step {step}: test accuracy {accuracy:.4f}")
+        if self.writer:
+            self.run.append_metrics(record)
+            self.bar.write(f"step {step}: test accuracy {accuracy:.4f}")
         self._clock = time.perf_counter()  # evaluation time is not training speed
         return record
 
