@@ -111,7 +111,9 @@ def _resume_config(args, run: RunDir) -> Config:
 def _train(backend: Backend, args, options: dict, process: Process = Process(),
            synchronize: Callable[[], None] = lambda: None) -> int:
     """With several processes every one runs this: each reads the run directory, `synchronize`
-    waits until all have, and only then does process 0 change it (and alone print)."""
+    waits until all have, and only then does process 0 change it (and alone print). A backend that
+    learns its process only when it joins the others (JAX: in `fit_options`) passes it in `options`."""
+    process = options.get("process", process)
     run = RunDir(args.run_dir)
     run.check_folder()
     say = note if process.writer else (lambda text: None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -14,7 +16,7 @@ from sesemi_common.methods import ema_decay
 from sesemi_common.runs import RunDir
 from sesemi_common.weights import extra_heads
 
-from . import checkpoints, loop, tta
+from . import checkpoints, distributed, loop, tta
 from .convert import WeightsError, state_dict_from_variables, variables_from_state_dict
 from .methods import registry
 from .models import init_variables, make_model
@@ -49,8 +51,33 @@ class JaxBackend:
         return state_dict_from_variables(loop.eval_variables(state, config), config.model.backbone), int(state.step)
 
 
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "several processes", "start one `train` per process, each with the same options and its own "
+        "--process-id; left out, they come from JAX_COORDINATOR_ADDRESS, Slurm or Open MPI as "
+        "jax.distributed.initialize reads them")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address and a free port")
+    group.add_argument("--num-processes", type=int, metavar="N", help="how many processes train together")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process: 0 to N-1 (0 writes the run)")
+
+
+def _join(args: argparse.Namespace) -> dict:
+    process = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    return {"process": process} if process.count > 1 else {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return commands.main(JaxBackend(), argv)
+    try:
+        code = commands.main(JaxBackend(), argv, train_options=_train_options, fit_options=_join,
+                             synchronize=lambda: distributed.sync("sesemi: run directory read by every process"))
+    except Exception as err:  # one line from each process, not a traceback from each
+        if not distributed.joined():
+            raise
+        print(distributed.failure_message(err), file=sys.stderr)
+        code = 1
+    if code and distributed.joined():
+        distributed.leave(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ import jax
 import numpy as np
 
 from sesemi_common.config import Config
+from sesemi_common.distributed import Process
 from sesemi_common.experiment import Experiment, prepare
 from sesemi_common import progress
 from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, methods, run_weights, tta
+from . import checkpoints, convert, distributed, methods, run_weights, tta
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
@@ -59,35 +60,44 @@ def eval_variables(state: TrainState, config: Config) -> dict:
 
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
         initial_variables: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
-        show_progress: bool = True) -> dict:
+        show_progress: bool = True, process: Process | None = None) -> dict:
     """Train `config` into `run_dir` and return the summary.
 
     `initial_variables` (Flax variables) replaces the random init, e.g. weights converted
     from PyTorch; `stream(step) -> BatchSpec` replaces the on-device sampling so another
-    framework can be fed the very same batches (lockstep parity).
+    framework can be fed the very same batches (lockstep parity). In a run of several
+    processes (`distributed.initialize`) every process calls `fit` alike; `process` (default:
+    JAX's own) says which one this is, and only process 0 writes the run directory.
     """
+    process = process or distributed.current_process()
     method = methods.load(config)
     mesh = batch_mesh()
     check_divisible(config, mesh)  # before prepare: a refused run leaves no directory
-    exp = prepare(config, run_dir, resume=resume, dataset=dataset)
+    # Between the barriers process 0 alone touches the run directory: the others have read
+    # what they needed of it before, and read what it wrote after.
+    distributed.sync("sesemi: run directory read")
+    exp = prepare(config, run_dir, resume=resume, dataset=dataset, process=process)
+    distributed.sync("sesemi: run directory prepared")
     model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout,
                        config.train.precision)
     schedule = lr_schedule(config.optim, config.train.steps)
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
+    # On the devices the step's outputs live on (so step 2 does not compile the step again), and
+    # the shape orbax restores a multi-process state into.
+    state = replicate(state, mesh)
     if resume:
         state = checkpoints.restore(exp.run.checkpoints, state)
-        exp.run.truncate_metrics(int(state.step))
-    # On the devices the step's outputs live on, so step 2 does not compile the step again.
-    state = replicate(state, mesh)
+        if process.writer:
+            exp.run.truncate_metrics(int(state.step))
     data = replicate(device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std,
                                  exp.zca), mesh)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
     # the train step only): the accuracy logged is that of the float32 weights the run saves,
     # which `eval`, `verify` and the other framework compute from model.npz.
-    predict_scores = tta.make_predict_scores(model.clone(dtype=None), config, exp.mean, exp.std, exp.zca)
+    predict_scores = tta.make_predict_scores(model.clone(dtype=None), config, exp.mean, exp.std, exp.zca, mesh)
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
-                      exp.steps_per_epoch, show_progress)
+                      exp.steps_per_epoch, show_progress, writer=process.writer)
 
     def evaluate(state: TrainState) -> float:
         scores = predict_scores(eval_variables(state, config), exp.dataset.test_images)
@@ -101,18 +111,22 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
             else spec_step(holder["state"], data, spec)
         return metrics
 
+    def save(done: int) -> None:
+        checkpoints.save(exp.run.checkpoints, done, holder["state"])  # every process: orbax coordinates them
+        if process.writer:
+            run_weights.save(exp.run, done, eval_variables(holder["state"], config), config)
+
     started = time.perf_counter()
     try:
         last_record, last_accuracy = run_steps(
             log, config.train, ((step, None) for step in range(int(state.step), config.train.steps)),
-            step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]),
-            save=lambda done: (checkpoints.save(exp.run.checkpoints, done, holder["state"]),
-                               run_weights.save(exp.run, done, eval_variables(holder["state"], config), config)),
+            step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]), save=save,
             saved_step=checkpoints.latest_step(exp.run.checkpoints))
     finally:
         log.close()
     summary = progress.summary("jax", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
                                time.perf_counter() - started, jax.devices()[0].platform)
-    exp.run.write_summary(summary)
+    if process.writer:
+        exp.run.write_summary(summary)
     return summary

@@ -28,7 +28,7 @@ from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.sampling import BatchSpec, crop_geometry
 from sesemi_common.stats import normalization_table
 
-from . import transforms
+from . import distributed, transforms
 from .methods import LossInputs, Method, sample_views
 
 
@@ -119,8 +119,13 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     device 0, each step would copy all of it to the other devices again (the uint8 images are an
     input of every step, never an output). So must the state: left on device 0, the second step
     would see other input shardings than the first and compile the step again. Both are caught
-    by `benchmarks/throughput.py --profile`."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    by `benchmarks/throughput.py --profile`. Across processes each passes its own copy of the same
+    values (`distributed.replicated`)."""
+    if mesh is None:
+        return tree
+    if jax.process_count() > 1:
+        return distributed.replicated(tree, mesh)
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def check_divisible(config: Config, mesh: Mesh | None) -> None:
@@ -239,10 +244,16 @@ def jit_train_steps(method: Method, config: Config, schedule: optax.Schedule,
                     mesh: Mesh | None = None) -> tuple[Callable, Callable]:
     """(step drawing its own batch, step on a given `BatchSpec`), both jitted with the state donated."""
     kwargs = dict(method=method, config=config, schedule=schedule, mesh=mesh)
-    options = compiler_options()
-    own = jax.jit(partial(train_step, **kwargs), donate_argnums=0, compiler_options=options)
-    on_spec = jax.jit(partial(train_step_on_spec, **kwargs), donate_argnums=0, compiler_options=options)
+    options = dict(donate_argnums=0, compiler_options=compiler_options(), **_replicated_outputs(mesh))
+    own = jax.jit(partial(train_step, **kwargs), **options)
+    on_spec = jax.jit(partial(train_step_on_spec, **kwargs), **options)
     return own, on_spec
+
+
+def _replicated_outputs(mesh: Mesh | None) -> dict:
+    # Every device ends the step with the whole state and metrics, so each process can fetch
+    # them (a global array is readable in a process only where it is replicated).
+    return {} if mesh is None else {"out_shardings": NamedSharding(mesh, PartitionSpec())}
 
 
 def compiler_options() -> dict[str, str]:
@@ -257,19 +268,25 @@ def compiler_options() -> dict[str, str]:
     return {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def make_eval_logits(model) -> Callable:
-    @jax.jit
+def make_eval_logits(model, mesh: Mesh | None = None) -> Callable:
+    """Supervised logits of a batch; with `mesh`, each device computes its share of the batch."""
     def eval_logits(variables, images, norm_table, zca=None):
+        images = _split_batch(images, mesh)
         (outputs,) = model.apply(variables, transforms.normalize_inputs(images, norm_table, zca), train=False)
         return outputs["sup"]
-    return eval_logits
+    return jax.jit(eval_logits, **_replicated_outputs(mesh))
 
 
 def predict_logits(eval_logits: Callable, variables: dict, images: np.ndarray, mean, std,
-                   batch_size: int, zca: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Supervised-head logits of uint8 NHWC images; the last batch is padded so one shape compiles."""
+                   batch_size: int, zca: tuple[np.ndarray, np.ndarray] | None = None,
+                   mesh: Mesh | None = None) -> np.ndarray:
+    """Supervised-head logits of uint8 NHWC images; the last batch is padded so one shape compiles.
+    `mesh`: the one `eval_logits` was made with; batches are rounded up to split over it."""
+    if mesh is not None:
+        batch_size = -(-batch_size // mesh.size) * mesh.size
     norm_table = jnp.asarray(normalization_table(mean, std))
     zca = None if zca is None else tuple(jnp.asarray(a, jnp.float32) for a in zca)
+    norm_table, zca = distributed.replicated((norm_table, zca), mesh)
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]

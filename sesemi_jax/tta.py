@@ -14,7 +14,8 @@ from sesemi_common.config import Config
 from sesemi_common.stats import normalization_table
 
 from . import transforms
-from .train import make_eval_logits, predict_logits
+from . import distributed
+from .train import _replicated_outputs, make_eval_logits, predict_logits
 
 Scores = Callable[[dict, np.ndarray], np.ndarray]  # (variables, uint8 NHWC images) -> (N, K) scores
 
@@ -36,20 +37,20 @@ def view_inputs(images: jax.Array, offsets: jax.Array, noise: jax.Array, norm_ta
     return transforms.apply_noise(transforms.normalize_inputs(tta_views(images, offsets), norm_table, zca), noise)
 
 
-def make_view_logits(model) -> Callable:
-    @jax.jit
+def make_view_logits(model, mesh=None) -> Callable:
     def view_logits(variables, images, offsets, noise, norm_table, zca=None):
         (outputs,) = model.apply(variables, view_inputs(images, offsets, noise, norm_table, zca), train=False)
         return outputs["sup"]
-    return view_logits
+    return jax.jit(view_logits, **_replicated_outputs(mesh))
 
 
 def predict_probs(view_logits: Callable, variables: dict, images: np.ndarray, mean, std, batch_size: int,
-                  noise_std: float, zca: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                  noise_std: float, zca: tuple[np.ndarray, np.ndarray] | None = None, mesh=None) -> np.ndarray:
     """float32 (N, K): each image's softmax averaged over its 8 views. `batch_size` counts views
     (`tta.images_per_batch`); the last batch is padded so one shape compiles."""
     norm_table = jnp.asarray(normalization_table(mean, std))
     zca = None if zca is None else tuple(jnp.asarray(a, jnp.float32) for a in zca)
+    norm_table, zca = distributed.replicated((norm_table, zca), mesh)
     per_batch = tta.images_per_batch(batch_size)
     outputs = []
     for start in range(0, len(images), per_batch):
@@ -67,14 +68,18 @@ def _pad(rows: np.ndarray, count: int) -> np.ndarray:
     return np.concatenate([rows, np.zeros((count, *rows.shape[1:]), rows.dtype)])
 
 
-def make_predict_scores(model, config: Config, mean, std, zca: tuple[np.ndarray, np.ndarray] | None) -> Scores:
+def make_predict_scores(model, config: Config, mean, std, zca: tuple[np.ndarray, np.ndarray] | None,
+                        mesh=None) -> Scores:
     """(variables, images) -> scores whose argmax is the prediction: the supervised logits with
-    eval.tta=1 (exactly as without test-time augmentation), the 8 views' averaged softmax with 8."""
+    eval.tta=1 (exactly as without test-time augmentation), the 8 views' averaged softmax with 8.
+    `mesh` (the trainer's): with one, every device ends with the whole output, so each process of
+    several can read it."""
     batch_size = config.train.eval_batch_size
     if config.eval.tta == 1:
-        eval_logits = make_eval_logits(model)
-        return lambda variables, images: predict_logits(eval_logits, variables, images, mean, std, batch_size, zca)
-    view_logits = make_view_logits(model)
+        eval_logits = make_eval_logits(model, mesh)
+        return lambda variables, images: predict_logits(eval_logits, variables, images, mean, std, batch_size, zca,
+                                                        mesh)
+    view_logits = make_view_logits(model, mesh)
     noise_std = tta.noise_std(config)
     return lambda variables, images: predict_probs(view_logits, variables, images, mean, std, batch_size,
-                                                   noise_std, zca)
+                                                   noise_std, zca, mesh)
