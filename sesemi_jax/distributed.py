@@ -69,8 +69,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                                    heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
                                    shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S)
     except (ValueError, TypeError) as err:  # a setting missing or wrong
-        raise ConfigError(f"cannot start process {process_id} of {num_processes}: {err} (pass --coordinator "
-                          "HOST:PORT --num-processes N --process-id I, or launch under Slurm/Open MPI)") from None
+        raise ConfigError(f"cannot join the run's other processes: {err} (pass --coordinator HOST:PORT "
+                          "--num-processes N --process-id I, or launch under Slurm/Open MPI)") from None
     # The first collective sets up gloo's connections, and gives up when a process is 30 s late
     # to it (GetKeyValue() timed out): made now, while all processes are here, it is never late.
     # Later collectives reuse the connections and wait as long as it takes (measured: 100 s).
