@@ -18,7 +18,7 @@ from . import verify as verification
 from .commands import INTERRUPTED, USER_ERRORS, parse_intermixed
 from .config import Config, apply_overrides
 from .export import ExportError, export
-from .report import markdown_table, plot_runs
+from .report import markdown_table, plot_runs, sesemi_effect
 from .runs import RunDirError
 
 # Small enough that SESEMI and the baseline train in both frameworks in about 3 minutes on 2 cores.
@@ -86,6 +86,9 @@ def demo(out_dir: Path, overrides: Sequence[str] = ()) -> Path:
                   f"in {time.perf_counter() - started:.0f} s", flush=True)
             run_dirs.append(run_dir)
     print(markdown_table(run_dirs))
+    effect = sesemi_effect(run_dirs)
+    if effect:
+        print(effect)
     png = plot_runs(run_dirs, out_dir / "report.png")
     print(f"curves: {png}")
     if len(frameworks) == len(FRAMEWORKS):  # the first run, trained in JAX, evaluated in both

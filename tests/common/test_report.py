@@ -1,15 +1,15 @@
-from sesemi_common import cli
+from sesemi_common import cli, report
 from sesemi_common.cli import main
 from sesemi_common.report import markdown_table, plot_runs
 from sesemi_common.runs import RunDir
 
 
-def _fake_run(path, framework, accuracy, speeds):
+def _fake_run(path, framework, accuracy, speeds, method="sesemi"):
     run = RunDir(path)
     for step, speed in zip((10, 20, 30), speeds):
         run.append_metrics({"step": step, "loss": 1.0 / step, "images_per_s": speed})
     run.append_metrics({"step": 30, "test_accuracy": accuracy})
-    run.write_summary({"framework": framework, "method": "sesemi", "backbone": "resnet20", "n_labels": 40,
+    run.write_summary({"framework": framework, "method": method, "backbone": "resnet20", "n_labels": 40,
                        "steps": 30, "final_test_accuracy": accuracy})
     return path
 
@@ -94,3 +94,18 @@ def test_the_demo_ends_with_a_verification_of_its_jax_run(tmp_path, capsys, monk
     assert verified == [tmp_path / "demo" / "jax-sesemi"]
     assert out[-5].startswith("== verify ") and out[-4].startswith("| run | trained by | step | jax test acc")
     assert out[-1].startswith("demo took ") and out[-2] == ("| jax-sesemi | jax | 100 | 50.00% | 50.00% | 100.00% (364/364) | 3.00e-06 | 1.00e-04 | PASS |")
+
+
+def test_the_sesemi_effect_line_says_what_these_runs_show_and_points_to_the_long_study(tmp_path):
+    runs = [_fake_run(tmp_path / "js", "jax", 0.60, [1, 2, 3]),
+            _fake_run(tmp_path / "jb", "jax", 0.75, [1, 2, 3], method="supervised"),
+            _fake_run(tmp_path / "ts", "torch", 0.70, [1, 2, 3]),
+            _fake_run(tmp_path / "tb", "torch", 0.65, [1, 2, 3], method="supervised")]
+    line = report.sesemi_effect(runs)
+    assert line.startswith("SESEMI minus baseline here (30 steps, 40 labels, one seed): jax -15.0, torch +5.0 points: "
+                           "SESEMI needs long schedules")
+    assert line.endswith(report.LONG_STUDY) and "\n" not in line
+    ahead = report.sesemi_effect(runs[2:])
+    assert ahead.startswith("SESEMI minus baseline here (30 steps, 40 labels, one seed): torch +5.0 points. ")
+    assert "needs long schedules" not in ahead
+    assert report.sesemi_effect(runs[:1]) == ""  # no pair: nothing to say
