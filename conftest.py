@@ -12,3 +12,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         torch = None
     if torch is not None:
         torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module, also outside xdist: on the shared 2-core machine torch's
+    spinning OpenMP threads slowed a resnet50 forward about 10x (3 s against 0.4 s measured)
+    when another process held a core."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

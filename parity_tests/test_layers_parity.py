@@ -31,17 +31,7 @@ from sesemi_jax import models as jmodels
 ATOL = 1e-6  # DESIGN.md section 5, layers
 UNIT_ROUNDOFF = 2.0**-24
 
-pytestmark = pytest.mark.usefixtures("highest_matmul_precision")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On the shared 2-core machine, torch's spinning OpenMP threads slow a resnet50 forward
-    about 10x (3 s against 0.4 s measured) when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("highest_matmul_precision", "one_torch_thread")
 
 
 def assert_parity(out, expected, magnitude, terms, factor=1.0):

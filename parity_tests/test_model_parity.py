@@ -26,17 +26,7 @@ from sesemi_torch import models as tmodels
 ATOL = 1e-5  # DESIGN.md section 5, model
 NUM_CLASSES, NUM_PROXY = 10, 6
 
-pytestmark = pytest.mark.usefixtures("highest_matmul_precision")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On the shared 2-core machine, torch's spinning OpenMP threads slow a resnet50 forward
-    about 10x (3 s against 0.4 s measured) when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("highest_matmul_precision", "one_torch_thread")
 
 
 def perturb_batchnorm(model, seed):

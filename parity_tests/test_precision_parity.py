@@ -36,15 +36,7 @@ U = 2.0 ** -8  # bfloat16 unit roundoff: 8 significand bits, round to nearest
 # conv, BN, conv, sum, final BN, pooled mean, head = 1 + 1 + 60 + 1 + 1 + 1.
 ROUNDINGS = {"resnet20": 50, "wrn28_2": 65}
 
-pytestmark = pytest.mark.usefixtures("highest_matmul_precision")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("highest_matmul_precision", "one_torch_thread")
 
 
 @partial(jax.jit, static_argnums=(0, 4))

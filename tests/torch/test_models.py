@@ -10,15 +10,7 @@ import torchvision
 from sesemi_torch import models
 from sesemi_torch.models import SesemiNet, make_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On the shared 2-core machine, torch's spinning OpenMP threads slow a resnet50 forward
-    about 10x (3 s against 0.4 s measured) when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def count(module):

@@ -13,14 +13,7 @@ from sesemi_torch.data import SpecBatches
 from sesemi_torch.models import make_model
 from sesemi_torch.train import train_step
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Spinning OpenMP threads slow small steps several times over when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def one_step(precision: str) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict, dict]:
