@@ -14,17 +14,17 @@
 # on the GPU; with one GPU the jax_all row says "1 device".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/offline_env.sh
 RESULTS="${OUT:-./gpu_results}"
 mkdir -p "$RESULTS"
 PYTHON="${PYTHON:-python}"
 # JAX would otherwise take 75% of the GPU memory up front and leave torch the rest.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
-[ -n "${SKIP_INSTALL:-}" ] || "$PYTHON" -m pip install --no-deps --no-build-isolation -e . >"$RESULTS/pip.log" 2>&1 \
-    || echo "pip install failed (see pip.log); throughput.py runs from the source tree anyway"
+use_checkout "$PYTHON" "$([ -n "${SKIP_INSTALL:-}" ] || echo 1)" "$RESULTS/pip.log"
 
 {
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+    print_gpu
     "$PYTHON" - <<'EOF'
 import jax, torch
 print("jax", jax.__version__, "backend", jax.default_backend(), jax.devices())

@@ -27,6 +27,7 @@
 # 2 a run failed, 3 a framework could not use the GPU and was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/offline_env.sh
 
 STEPS=${STEPS:-2000}
 SEEDS=${SEEDS:-1}
@@ -50,22 +51,9 @@ main() {
     started=$SECONDS
     status=0
     echo "== gpu_trend: $BACKBONE, $LABELS labels, $STEPS steps, $SEEDS seed(s), eval every $EVAL_EVERY, device $DEVICE"
-    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-
-    if [ ! -f "$ARCHIVE" ]; then
-        echo "error: $ARCHIVE not found: run 'python benchmarks/pack_cifar.py' here and carry .gpu_data"
-        return 2
-    fi
-    if [ "$PIP_INSTALL" = 1 ]; then
-        # No network: no build isolation (it would fetch setuptools) and no dependencies.
-        "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . \
-            || echo "note: pip install failed; the checkout is used through PYTHONPATH"
-    fi
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-    mkdir -p "$WORK/data"
-    [ -d "$WORK/data/cifar10-jpeg" ] || tar -xzf "$ARCHIVE" -C "$WORK/data" || { echo "error: cannot unpack $ARCHIVE"; return 2; }
-    DATA="$WORK/data/cifar10-jpeg"
+    print_gpu
+    DATA=$(unpack_archive "$ARCHIVE" "$WORK/data") || return 2
+    use_checkout "$PYTHON" "$PIP_INSTALL"
     echo "data: $(find "$DATA" -type f | wc -l) images in $DATA ($(( SECONDS - started )) s so far)"
 
     # Which frameworks can train on $DEVICE: each must see the GPU (otherwise JAX would fall back to

@@ -30,6 +30,7 @@
 # Exit status: 0 every run finished, 2 a run failed or an option is wrong, 3 a framework cannot see the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/offline_env.sh
 
 STEPS=300
 EPOCHS=""
@@ -93,23 +94,10 @@ publish() {
 main() {
     local started=$SECONDS status=0
     echo "== reproduce_paper: the paper preset, $STEPS steps per run ($(( STEPS / 3125 )) full epochs), device $DEVICE"
-    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-    if [ ! -f "$ARCHIVE" ]; then
-        echo "error: $ARCHIVE not found: run 'python benchmarks/pack_cifar.py' here and carry .gpu_data"
-        return 2
-    fi
-    if [ "$PIP_INSTALL" = 1 ]; then
-        # No network: no build isolation (it would fetch setuptools) and no dependencies.
-        "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . \
-            || echo "note: pip install failed; the checkout is used through PYTHONPATH"
-    fi
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-    local top data
-    top=$(tar -tzf "$ARCHIVE" | head -n 1 | cut -d/ -f1)
-    data="$WORK/data/$top"
-    mkdir -p "$WORK/data"
-    [ -d "$data" ] || tar -xzf "$ARCHIVE" -C "$WORK/data" || { echo "error: cannot unpack $ARCHIVE"; return 2; }
+    print_gpu
+    local data
+    data=$(unpack_archive "$ARCHIVE" "$WORK/data") || return 2
+    use_checkout "$PYTHON" "$PIP_INSTALL"
     echo "data: $(find "$data" -type f | wc -l) images in $data ($(( SECONDS - started )) s so far)"
 
     local framework labels run seen_jax="" seen_torch=""
