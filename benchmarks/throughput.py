@@ -77,7 +77,7 @@ from sesemi_common.methods import ema_decay, images_per_step  # noqa: E402
 from sesemi_common.splits import labeled_indices  # noqa: E402
 from sesemi_common.stats import channel_stats  # noqa: E402
 from sesemi_jax import methods as jax_methods, models as jax_models, optim as jax_optim  # noqa: E402
-from sesemi_jax import train as jax_train  # noqa: E402
+from sesemi_jax import distributed as jax_distributed, train as jax_train  # noqa: E402
 from sesemi_torch import methods as torch_methods, models as torch_models, optim as torch_optim  # noqa: E402
 from sesemi_torch.data import SpecSampler, batch_loader, to_device  # noqa: E402
 from sesemi_torch.train import make_ema, model_inputs, train_step  # noqa: E402
@@ -156,7 +156,7 @@ def jax_step(name: str, config: Config, method, data: jax_train.DeviceData):
     mesh = jax_train.batch_mesh() if name == "jax_all" else None
     jax_train.check_divisible(config, mesh)
     step = jax_train.jit_train_steps(method, config, schedule, mesh)[0]
-    return step, jax_train.replicate(state, mesh), jax_train.replicate(data, mesh)
+    return step, jax_distributed.replicated(state, mesh), jax_distributed.replicated(data, mesh)
 
 
 def jax_variant(name: str, config: Config, data: jax_train.DeviceData) -> Variant:

@@ -93,12 +93,17 @@ def sync(name: str) -> None:
 
 
 def replicated(tree: Any, mesh: Mesh | None) -> Any:
-    """`tree` as global arrays that every device of `mesh` holds whole. Within one process it is
-    returned as it is (the jitted step places it); across processes each process passes the
-    same values, its own copy, and keeps its arrays' weak types (a Python step count stays weak)."""
-    if mesh is None or jax.process_count() == 1:
+    """`tree` on every device of `mesh`, whole (unchanged without a mesh). The training set must
+    be: left on device 0, each step would copy all of it to the other devices again (the uint8
+    images are an input of every step, never an output). So must the state: left on device 0,
+    the second step would see other input shardings than the first and compile the step again.
+    Both are caught by `benchmarks/throughput.py --profile`. Across processes each process passes
+    the same values, its own copy, and keeps its arrays' weak types (a Python step count stays weak)."""
+    if mesh is None:
         return tree
     sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, jnp.asarray(x)), tree)
 
 

@@ -25,7 +25,7 @@ from . import checkpoints, convert, distributed, methods, run_weights, tta
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
-from .train import TrainState, batch_mesh, check_divisible, create_state, device_data, jit_train_steps, replicate
+from .train import TrainState, batch_mesh, check_divisible, create_state, device_data, jit_train_steps
 
 
 def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
@@ -84,13 +84,13 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
     # On the devices the step's outputs live on (so step 2 does not compile the step again), and
     # the shape orbax restores a multi-process state into.
-    state = replicate(state, mesh)
+    state = distributed.replicated(state, mesh)
     if resume:
         state = checkpoints.restore(exp.run.checkpoints, state)
         if process.writer:
             exp.run.truncate_metrics(int(state.step))
-    data = replicate(device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std,
-                                 exp.zca), mesh)
+    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
+    data = distributed.replicated(data, mesh)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
     # the train step only): the accuracy logged is that of the float32 weights the run saves,

@@ -114,20 +114,6 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
     return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
 
 
-def replicate(tree: Any, mesh: Mesh | None) -> Any:
-    """`tree` on every device of `mesh` (unchanged without one). The training set must be: left on
-    device 0, each step would copy all of it to the other devices again (the uint8 images are an
-    input of every step, never an output). So must the state: left on device 0, the second step
-    would see other input shardings than the first and compile the step again. Both are caught
-    by `benchmarks/throughput.py --profile`. Across processes each passes its own copy of the same
-    values (`distributed.replicated`)."""
-    if mesh is None:
-        return tree
-    if jax.process_count() > 1:
-        return distributed.replicated(tree, mesh)
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
-
-
 def check_divisible(config: Config, mesh: Mesh | None) -> None:
     n = 1 if mesh is None else mesh.size
     sizes = [("train.batch_labeled", config.train.batch_labeled)]
