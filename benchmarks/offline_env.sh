@@ -13,10 +13,10 @@ print_gpu() {
 # installed into PYTHON's environment without dependencies and without build isolation (either
 # would reach for the network).
 use_checkout() {
-    local python=$1 install=$2 log=${3:-/dev/null}
+    local python=$1 install=$2 log=${3:-}
     if [ "$install" = 1 ]; then
-        "$python" -m pip install -q --no-deps --no-build-isolation -e . >"$log" 2>&1 \
-            || echo "note: pip install failed; the checkout is used through PYTHONPATH"
+        "$python" -m pip install -q --no-deps --no-build-isolation -e . >"${log:-/dev/null}" 2>&1 \
+            || echo "note: pip install failed${log:+ (see $log)}; the checkout is used through PYTHONPATH"
     fi
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 }
