@@ -59,7 +59,7 @@ FLOOR_POINTS, K_STANDARD_ERRORS = 1.0, 2.0
 STUDY_KEYS = {"data.dataset": "--data-root", "data.root": "--data-root", "data.n_labels": "--labels",
               "model.backbone": "--backbone", "method.name": "--methods", "train.steps": "--steps",
               "train.batch_labeled": "--batch-labeled", "train.batch_unlabeled": "--batch-unlabeled",
-              "train.seed": "--seeds", "train.eval_every": "--eval-every", "train.checkpoint_every": "--eval-every",
+              "train.seed": "--seeds", "train.eval_every": "--eval-every", "train.checkpoint_every": "--checkpoint-every",
               "train.log_every": "--log-every"}
 
 
@@ -87,7 +87,7 @@ def run_config(args, key: RunKey) -> Config:
         f"train.batch_unlabeled={batch_unlabeled}", f"train.seed={key.seed}",
         f"train.log_every={args.log_every or min(25, args.steps)}",
         f"train.eval_every={args.eval_every or args.steps}",
-        f"train.checkpoint_every={args.eval_every or args.steps}",
+        f"train.checkpoint_every={args.checkpoint_every or args.eval_every or args.steps}",
         *args.overrides])
 
 
@@ -374,8 +374,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--frameworks", type=lambda t: names(t, FRAMEWORKS, "--frameworks"), default=list(FRAMEWORKS))
     parser.add_argument("--methods", type=lambda t: names(t, method_names(), "--methods"), default=list(METHODS))
     parser.add_argument("--eval-every", type=int, default=0,
-                        help="steps between test evaluations and checkpoints (0: only at the end)")
+                        help="steps between test evaluations (0: only at the end)")
     parser.add_argument("--log-every", type=int, default=0, help="0: min(25, steps)")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="0: --eval-every; smaller loses less of a long run that is stopped")
     parser.add_argument("--data-root", type=Path, default=CIFAR10_JPEG, help="CIFAR-10 ImageFolder tree")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "trend")
     parser.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads (2 on this 2-core box)")
@@ -388,8 +390,8 @@ def parse_args(argv: list[str] | None = None):
     for option in ("steps", "seeds"):
         if getattr(args, option) <= 0:
             parser.error(f"--{option} must be positive, got {getattr(args, option)}")
-    if args.eval_every < 0 or args.log_every < 0:
-        parser.error("--eval-every and --log-every must be zero or positive")
+    if min(args.eval_every, args.log_every, args.checkpoint_every) < 0:
+        parser.error("--eval-every, --log-every and --checkpoint-every must be zero or positive")
     if not args.report_only and not args.data_root.is_dir():
         parser.error(f"--data-root {args.data_root} is not a folder: point it at the CIFAR-10 JPEG ImageFolder tree")
     args.data_root = args.data_root.absolute()
