@@ -27,12 +27,18 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder
+    dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder | stl10 | svhn
     root: str = ""  # dataset folder (cifar: where the archive lives; imagefolder: has train/ and test/)
     image_size: int = 32  # digits are upscaled to this size; other datasets must already have it
     n_labels: int = 100  # labeled training images in all, n_labels / num_classes per class
     split_seed: int = 0
     download: bool = False  # cifar only: fetch the official archive when it is missing
+    # The unlabeled pool (DESIGN.md section 9): '+'-joined sources out of train (every training
+    # image, labels ignored), folder (data.unlabeled_root) and split (the dataset's own unlabeled
+    # split: STL-10 unlabeled, SVHN extra). Test images never join it.
+    unlabeled: str = "train"
+    unlabeled_root: str = ""  # a folder of images without classes, any nesting
+    resize: str = "none"  # none | center_crop | squash: how images of other sizes reach data.image_size
 
 
 @dataclass
@@ -160,7 +166,8 @@ def preset_names() -> tuple[str, ...]:
 
 
 CHOICES = {
-    "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder"),
+    "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder", "stl10", "svhn"),
+    "data.resize": ("none", "center_crop", "squash"),
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
     "augment.normalize": ("channel", "zca"),

@@ -56,6 +56,9 @@ class Dataset:
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: list[str]
+    # The dataset's own unlabeled split (STL-10 `unlabeled`, SVHN `extra`), uint8 (M, H, W, 3),
+    # or None; `data.unlabeled` decides whether it joins the pool.
+    unlabeled_images: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
