@@ -20,7 +20,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-# The train-step throughput of both frameworks (README "Benchmarks" lists the other studies).
+# The train-step throughput of both frameworks (benchmarks/README.md lists the other studies).
 benchmark: setup
 	$(BIN)/python benchmarks/throughput.py --models resnet20
 

@@ -23,7 +23,7 @@ Variants (all run the trainers' own code, nothing re-implemented):
   torch_compile        `torch.compile(model)`, as `sesemi-torch train --compile`; a failure is reported
                        in the table, not raised.
 
-Every variant runs in each of `--precisions` (`train.precision`): fp32, and bf16 (DESIGN.md section
+Every variant runs in each of `--precisions` (`train.precision`): fp32, and bf16 (docs/DESIGN.md section
 8: bfloat16 convolutions and dense layers on float32 weights; JAX through `make_model`, PyTorch
 through the step's own `torch.autocast`, its AMP).
 

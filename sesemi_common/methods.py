@@ -1,4 +1,4 @@
-"""The method registry (DESIGN.md section 7): what each training method asks of the trainer.
+"""The method registry (docs/DESIGN.md section 7): what each training method asks of the trainer.
 
 Framework-free. An entry says which extra heads the network needs, which random view
 parameters each unlabeled image gets (drawn by the trainers' samplers, or with numpy by
