@@ -150,7 +150,13 @@ class Config:
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} holds {_a(type(values))} ({_json_kind(values)}), not a JSON "
                               'object: write sections such as {"optim": {"lr": 0.1}}')
+        values.pop(ABOUT_KEY, None)  # a preset's documentation (how to run it, its cost), not a setting
         return cls.from_dict(values)
+
+
+# The entry at the top of a config file that documents it: each shipped preset opens with the
+# command that runs it, what it costs and what it should reach (docs/training.md, "Presets").
+ABOUT_KEY = "about"
 
 
 def preset_path(name: str) -> Path:
@@ -159,7 +165,8 @@ def preset_path(name: str) -> Path:
 
 
 def preset_names() -> tuple[str, ...]:
-    """Presets shipped with sesemi: `paper` follows the SESEMI paper's code (docs/PAPER_PRESET.md)."""
+    """Presets shipped with sesemi (docs/training.md, "Presets"): `paper` follows the SESEMI paper's code
+    (docs/PAPER_PRESET.md), `fixmatch` the FixMatch paper, `demo` and `tiny` the demo's and the tests' runs."""
     folder = resources.files("sesemi_common") / "presets"
     return tuple(sorted(entry.name.removesuffix(".json") for entry in folder.iterdir()
                         if entry.name.endswith(".json")))

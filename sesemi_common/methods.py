@@ -85,7 +85,7 @@ class FixMatchKnobs:
     threshold: float = 0.95  # keep a pseudo-label where the weak view's softmax confidence is >= this
     lambda_u: float = 1.0  # weight of the unlabeled term: CE_sup + lambda_u * mean(mask * CE(strong, pseudo))
     # mu (7 unlabeled images per labeled one in the paper) is the batch ratio
-    # train.batch_unlabeled / train.batch_labeled, set in the config (docs/fixmatch.json), not here.
+    # train.batch_unlabeled / train.batch_labeled, set in the config (the fixmatch preset), not here.
 
 
 @dataclass
