@@ -503,7 +503,7 @@ def force_host_devices(count: int) -> None:
             jax.config.update("jax_num_cpu_devices", count)
         except RuntimeError as err:
             raise SystemExit(f"--host-devices {count}: JAX's backend already started ({err}); run this script "
-                             f"in a fresh process, or set XLA_FLAGS=--xla_force_host_platform_device_count={count}")
+                             f"in a fresh process, or set XLA_FLAGS=--xla_force_host_platform_device_count={count}") from err
 
 
 def profile(args: argparse.Namespace, synthetic: Synthetic) -> list[dict]:

@@ -326,8 +326,8 @@ def report(args, keys: list[RunKey]) -> bool:
     (args.out / "results.json").write_text(json.dumps({
         "provenance": record, "settings": settings, "missing_runs": [k.name for k in keys if k.name not in {RunKey(
             r["labels"], r["method"], r["framework"], r["seed"]).name for r in results}],
-        "runs": results, "cells": [{"labels": l, "method": m, "framework": f, **asdict(s)}
-                                   for (l, m, f), s in cells.items()],
+        "runs": results, "cells": [{"labels": n, "method": m, "framework": f, **asdict(s)}
+                                   for (n, m, f), s in cells.items()],
         "gains": gains, "gain_curves": gain_curve_rows(results, args), "parity": parity}, indent=1) + "\n")
     plot(results, args, args.out / "trend.png")
     print(text)
