@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test benchmark clean
+.PHONY: setup demo test lint docs benchmark clean
 
 setup: $(STAMP)
 
@@ -20,9 +20,17 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-# The train-step throughput of both frameworks (README "Benchmarks" lists the other studies).
+# Lint (ruff, configured in pyproject.toml); .ci/run runs it before the tests.
+lint: setup
+	$(BIN)/ruff check .
+
+# The manual as a site in site/ (tests/test_docs.py builds it strictly in the default suite).
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+# The train-step throughput of both frameworks (benchmarks/README.md lists the other studies).
 benchmark: setup
 	$(BIN)/python benchmarks/throughput.py --models resnet20
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache site

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from benchmarks.provenance import provenance, with_provenance  # noqa: E402
 from sesemi_common.config import Config, apply_overrides  # noqa: E402
 from sesemi_common.methods import get as get_method  # noqa: E402
 from sesemi_common.datasets import load_dataset  # noqa: E402
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(train_all(config, args))
     result["seconds"] = time.perf_counter() - started
     result["config_overrides"] = args.overrides
-    report = table(result)
+    result["provenance"] = provenance()
+    report = with_provenance(table(result), result["provenance"])
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(report)

@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.provenance import with_provenance  # noqa: E402
 from parity_tests import long_horizon as lh  # noqa: E402
 
 DIRECTIONS = ("up", "down", "random")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     plants = planted_bug_runs(args)
     seconds = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    report = markdown(clean, plants, args, seconds)
+    report = with_provenance(markdown(clean, plants, args, seconds))
     (args.out / "results.md").write_text(report)
     (args.out / "results.json").write_text(json.dumps({"margin": lh.MARGIN, "floor": lh.FLOOR, "steps": args.steps,
                                                        "clean": clean, "plants": plants, "seconds": seconds}, indent=1))

@@ -23,7 +23,7 @@ Variants (all run the trainers' own code, nothing re-implemented):
   torch_compile        `torch.compile(model)`, as `sesemi-torch train --compile`; a failure is reported
                        in the table, not raised.
 
-Every variant runs in each of `--precisions` (`train.precision`): fp32, and bf16 (DESIGN.md section
+Every variant runs in each of `--precisions` (`train.precision`): fp32, and bf16 (docs/DESIGN.md section
 8: bfloat16 convolutions and dense layers on float32 weights; JAX through `make_model`, PyTorch
 through the step's own `torch.autocast`, its AMP).
 
@@ -503,7 +503,7 @@ def force_host_devices(count: int) -> None:
             jax.config.update("jax_num_cpu_devices", count)
         except RuntimeError as err:
             raise SystemExit(f"--host-devices {count}: JAX's backend already started ({err}); run this script "
-                             f"in a fresh process, or set XLA_FLAGS=--xla_force_host_platform_device_count={count}")
+                             f"in a fresh process, or set XLA_FLAGS=--xla_force_host_platform_device_count={count}") from err
 
 
 def profile(args: argparse.Namespace, synthetic: Synthetic) -> list[dict]:

@@ -45,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.provenance import provenance, with_provenance  # noqa: E402
 from sesemi_common.config import Config, ConfigError, apply_overrides  # noqa: E402
 from sesemi_common.datasets import load_dataset  # noqa: E402
 from sesemi_common.methods import images_per_step, method_names  # noqa: E402
@@ -318,14 +319,15 @@ def report(args, keys: list[RunKey]) -> bool:
         return True
     cells = cell_stats(results, args)
     gains, parity = gain_rows(cells, args), parity_rows(cells, args)
-    text = markdown(results, cells, gains, parity, args)
+    record = provenance()
+    text = with_provenance(markdown(results, cells, gains, parity, args), record)
     (args.out / "results.md").write_text(text)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     (args.out / "results.json").write_text(json.dumps({
-        "settings": settings, "missing_runs": [k.name for k in keys if k.name not in {RunKey(
+        "provenance": record, "settings": settings, "missing_runs": [k.name for k in keys if k.name not in {RunKey(
             r["labels"], r["method"], r["framework"], r["seed"]).name for r in results}],
-        "runs": results, "cells": [{"labels": l, "method": m, "framework": f, **asdict(s)}
-                                   for (l, m, f), s in cells.items()],
+        "runs": results, "cells": [{"labels": n, "method": m, "framework": f, **asdict(s)}
+                                   for (n, m, f), s in cells.items()],
         "gains": gains, "gain_curves": gain_curve_rows(results, args), "parity": parity}, indent=1) + "\n")
     plot(results, args, args.out / "trend.png")
     print(text)

@@ -1,4 +1,4 @@
-"""Shared setup of the JAX-vs-PyTorch parity ladder (DESIGN.md section 5).
+"""Shared setup of the JAX-vs-PyTorch parity ladder (docs/DESIGN.md section 5).
 
 Every parity test runs with torch in float32 with deterministic algorithms and TF32 off, and
 with jax in float32 (x64 off). Each setting is restored after the test, so unit tests that

@@ -1,4 +1,4 @@
-"""Rung "K steps" for the EMA (DESIGN.md sections 5 and 7): 50 updates of the exponential
+"""Rung "K steps" for the EMA (docs/DESIGN.md sections 5 and 7): 50 updates of the exponential
 moving average of params and BatchNorm statistics, JAX (`sesemi_jax.train.update_ema`,
 optax's `incremental_update`) against PyTorch (`torch.optim.swa_utils.AveragedModel` with
 `get_ema_multi_avg_fn`, `use_buffers=True`), fed the same sequence of synthetic weights.

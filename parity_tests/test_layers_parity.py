@@ -1,4 +1,4 @@
-"""Parity rung "layers" (DESIGN.md section 5): conv, BatchNorm, pooling, linear with converted weights.
+"""Parity rung "layers" (docs/DESIGN.md section 5): conv, BatchNorm, pooling, linear with converted weights.
 
 The JAX side is the building blocks of sesemi_jax.models, with weights converted by
 sesemi_jax.convert from the PyTorch layer's own weights. Matmul precision is 'highest'
@@ -28,7 +28,7 @@ from torch import nn
 from sesemi_jax import convert as jconvert
 from sesemi_jax import models as jmodels
 
-ATOL = 1e-6  # DESIGN.md section 5, layers
+ATOL = 1e-6  # docs/DESIGN.md section 5, layers
 UNIT_ROUNDOFF = 2.0**-24
 
 pytestmark = pytest.mark.usefixtures("highest_matmul_precision", "one_torch_thread")

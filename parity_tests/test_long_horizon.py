@@ -16,9 +16,9 @@ horizon. Over 24 runs of benchmarks/long_horizon_study.py (8 init seeds, 24 data
 seeds, ulp up, down or random) JAX's gap was at most 8.4 times the one-ulp growth: ratio
 gap/bound at most 8.4e-3 (median 1.2e-3). The weakest planted bug (running variance without
 n/(n-1)) gave 7.3e7, the lr schedule one step ahead 1.9e10, BatchNorm momentum 0.8 6.6e9
-(README "Long horizon"). Clean runs sit 2 orders of magnitude below the bound and plants 7 or
+(docs/parity.md, "Long horizon"). Clean runs sit 2 orders of magnitude below the bound and plants 7 or
 more above it, so neither outcome depends on luck. In float32 no such bound exists (ReLU inputs
-within rounding of 0 flip sides; README "CIFAR-10, lockstep"); in float64 no kink is crossed
+within rounding of 0 flip sides; docs/results/index.md, "CIFAR-10, lockstep"); in float64 no kink is crossed
 over 30 steps.
 
 Finding on the way: the JAX lr schedule computed in float32 even under x64, which alone moved
@@ -29,7 +29,7 @@ The same lockstep runs Mean Teacher (EMA of params and BatchNorm statistics, tea
 through it, decay 0.9) with the EMA in the record, and checks the EMA against its closed form.
 
 (c) What a lockstep cannot see: the lr schedule at every step of the horizon against the closed
-form (DESIGN.md section 5), and the three samplers over several epochs.
+form (docs/DESIGN.md section 5), and the three samplers over several epochs.
 """
 
 import dataclasses
@@ -111,7 +111,7 @@ def test_jax_follows_torch_with_an_ema_teacher_in_float64(teacher_runs):
 @pytest.mark.slow
 def test_the_ema_is_the_closed_form_average_after_every_update(teacher_runs):
     """ema_t = d ema_{t-1} + (1 - d) p_t, ema_0 = p_0: averaged after each update, params and
-    BatchNorm running statistics alike (DESIGN.md section 7)."""
+    BatchNorm running statistics alike (docs/DESIGN.md section 7)."""
     problem, reference, _, _ = teacher_runs
     previous = {k: v for k, v in problem.initial.items() if not k.endswith("num_batches_tracked")}
     for step, record in enumerate(reference, start=1):
@@ -132,7 +132,7 @@ def test_the_check_fails_on_a_planted_ema_bug(teacher_runs):
 
 
 def _closed_form_lr(cfg: OptimConfig, total: int, step: int) -> float:
-    """DESIGN.md section 5: warm-up lr * t / W, then the decay over the T - W remaining steps."""
+    """docs/DESIGN.md section 5: warm-up lr * t / W, then the decay over the T - W remaining steps."""
     warmup = cfg.warmup_steps
     if step < warmup:
         return cfg.lr * step / warmup

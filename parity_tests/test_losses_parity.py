@@ -13,7 +13,7 @@ import torch
 from sesemi_jax import losses as jl
 from sesemi_torch import losses as tl
 
-RTOL = 1e-6  # DESIGN.md section 5, losses
+RTOL = 1e-6  # docs/DESIGN.md section 5, losses
 NUM_CLASSES = 10
 EPS = float(np.finfo(np.float32).eps)
 

@@ -1,4 +1,4 @@
-"""Rung "methods" (DESIGN.md section 5): for every registered method, its views from the same
+"""Rung "methods" (docs/DESIGN.md section 5): for every registered method, its views from the same
 numpy-drawn parameters (exact, as the transforms rung), and its loss, each named term and the
 gradient of the total with respect to every logit it reads, from identical logits (rtol 1e-6,
 as the losses rung; a few ulps absolute where a gradient cancels to ~0).

@@ -1,4 +1,4 @@
-"""Parity rung "model" (DESIGN.md section 5): whole networks with weights converted through `.npz`.
+"""Parity rung "model" (docs/DESIGN.md section 5): whole networks with weights converted through `.npz`.
 
 Each PyTorch SesemiNet is random-initialized, its BatchNorm affine parameters are randomized and
 three train-mode forward passes on random batches move its running statistics, so eval-mode
@@ -23,7 +23,7 @@ from sesemi_jax import models as jmodels
 from sesemi_torch import convert as tconvert
 from sesemi_torch import models as tmodels
 
-ATOL = 1e-5  # DESIGN.md section 5, model
+ATOL = 1e-5  # docs/DESIGN.md section 5, model
 NUM_CLASSES, NUM_PROXY = 10, 6
 
 pytestmark = pytest.mark.usefixtures("highest_matmul_precision", "one_torch_thread")

@@ -22,7 +22,7 @@ from sesemi_jax import optim as jax_optim
 from sesemi_torch import optim as torch_optim
 
 STEPS = 50
-RTOL = 1e-5  # DESIGN.md section 5, K steps
+RTOL = 1e-5  # docs/DESIGN.md section 5, K steps
 # The libraries round differently per element: torch's `add(x, alpha=a)` (Nesterov term, lr step) is
 # one fused multiply-add while optax writes two ops, which XLA may or may not contract, and torch's
 # `buf.mul_(m).add_(g)` rounds twice. Each step thus differs by an ulp of the parameter's magnitude

@@ -1,4 +1,4 @@
-"""train.precision=bf16 across frameworks (DESIGN.md section 8), on the model rung's setting:
+"""train.precision=bf16 across frameworks (docs/DESIGN.md section 8), on the model rung's setting:
 PyTorch's SesemiNet (random weights, perturbed BatchNorm) and its converted JAX twin, batch 8,
 JAX's bfloat16 model (`make_model(..., precision="bf16")`) against PyTorch under
 `torch.autocast(bfloat16)`, both with float32 weights, BatchNorm statistics and logits.

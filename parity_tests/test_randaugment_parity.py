@@ -1,5 +1,5 @@
 """Rung "transforms" for FixMatch's RandAugment: every op and Cutout, JAX (jitted) against the
-torchvision twin, from the same images and the same magnitudes (DESIGN.md section 5).
+torchvision twin, from the same images and the same magnitudes (docs/DESIGN.md section 5).
 
 Exact, by construction, where both sides do integer work or single correctly rounded float32
 operations: identity, autocontrast, equalize, solarize, posterize, brightness, the whole-pixel

@@ -1,4 +1,4 @@
-"""Rung "one step" of the parity ladder (DESIGN.md section 5), rtol 1e-5.
+"""Rung "one step" of the parity ladder (docs/DESIGN.md section 5), rtol 1e-5.
 
 Identical initial weights (PyTorch's, converted), one identical batch with identical
 augmentation parameters (a numpy-drawn `BatchSpec`): the loss, both loss terms, the

@@ -1,7 +1,7 @@
 """Parity rung "transforms": the same numpy-drawn parameters through both `apply_*` functions.
 
 uint8 operations must agree exactly; after normalization the tolerance is atol 1e-6
-(DESIGN.md section 5). Images are NHWC in JAX and NCHW in PyTorch, so torch outputs are
+(docs/DESIGN.md section 5). Images are NHWC in JAX and NCHW in PyTorch, so torch outputs are
 compared after a permute.
 
 Normalization is exact too, stricter than the table's atol 1e-6: both sides look pixels up in

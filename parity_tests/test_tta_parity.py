@@ -38,7 +38,8 @@ def numpy_views(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
     h, w = images.shape[1:3]
     shifted = np.stack([p[2 + dy:2 + dy + h, 2 + dx:2 + dx + w] for p, (dy, dx) in zip(padded, shifts)])
-    flip = (lambda x: x[:, :, ::-1])
+    def flip(x):
+        return x[:, :, ::-1]
     return np.stack([images, shifted, images, shifted, flip(images), flip(shifted), flip(images), flip(shifted)],
                     axis=1).reshape(-1, *images.shape[1:])
 

@@ -16,17 +16,14 @@ from typing import Sequence
 
 from . import verify as verification
 from .commands import INTERRUPTED, USER_ERRORS, parse_intermixed
-from .config import Config, apply_overrides
+from .config import Config, apply_overrides, preset_path
 from .export import ExportError, export
 from .report import markdown_table, plot_runs, sesemi_effect
 from .runs import RunDirError
 
-# Small enough that SESEMI and the baseline train in both frameworks in about 3 minutes on 2 cores.
-DEMO_OVERRIDES = [
-    "data.dataset=digits", "data.n_labels=50", "model.backbone=resnet20",
-    "train.steps=100", "train.batch_labeled=32", "train.batch_unlabeled=8",
-    "train.log_every=25", "train.eval_every=25", "train.checkpoint_every=100",
-]
+# The demo's settings are the `demo` preset (sesemi_common/presets/demo.json): small enough that
+# SESEMI and the baseline train in both frameworks in about 2 minutes on 2 cores.
+DEMO_PRESET = preset_path("demo")
 FRAMEWORKS = {"jax": "sesemi_jax.loop", "torch": "sesemi_torch.loop"}
 # What each framework's extra installs (pyproject.toml), by import name.
 FRAMEWORK_PACKAGES = {"jax": ("jax", "flax", "optax", "orbax"), "torch": ("torch", "torchvision")}
@@ -70,7 +67,7 @@ def demo(out_dir: Path, overrides: Sequence[str] = ()) -> Path:
     if not frameworks:
         raise MissingDependency("neither jax nor torch is installed: pip install 'sesemi[jax]' or 'sesemi[torch]'")
     check_plotting()
-    base = apply_overrides(Config(), [*DEMO_OVERRIDES, *overrides])
+    base = apply_overrides(Config.load(DEMO_PRESET), overrides)
     run_dirs = []
     for framework in frameworks:
         fit = importlib.import_module(FRAMEWORKS[framework]).fit

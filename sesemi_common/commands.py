@@ -57,7 +57,7 @@ def build_parser(prog: str, train_options: Callable[[argparse.ArgumentParser], N
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model into a run directory")
     train.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.lr=0.1 train.steps=500")
-    train.add_argument("--config", help="JSON config file (defaults apply to what it leaves out)")
+    train.add_argument("--config", help="JSON config file or a preset name (defaults apply to what it leaves out)")
     train.add_argument("--run-dir", default="runs/latest", help="where config, split, metrics, checkpoints go")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir where it stopped (overrides may change optim.lr "

@@ -1,4 +1,4 @@
-"""One configuration for both frameworks: every knob of DESIGN.md section 2 with its default.
+"""One configuration for both frameworks: every knob of docs/DESIGN.md section 2 with its default.
 
 A `Config` is a tree of small dataclasses. It loads from and saves to JSON, and takes dotted
 command-line overrides such as `optim.lr=0.1` or `train.steps=2000`. A key that does not
@@ -33,7 +33,7 @@ class DataConfig:
     n_labels: int = 100  # labeled training images in all, n_labels / num_classes per class
     split_seed: int = 0
     download: bool = False  # cifar only: fetch the official archive when it is missing
-    # The unlabeled pool (DESIGN.md section 9): '+'-joined sources out of train (every training
+    # The unlabeled pool (docs/DESIGN.md section 9): '+'-joined sources out of train (every training
     # image, labels ignored), folder (data.unlabeled_root) and split (the dataset's own unlabeled
     # split: STL-10 unlabeled, SVHN extra). Test images never join it.
     unlabeled: str = "train"
@@ -101,7 +101,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # EMA of params and BatchNorm statistics; 0: off (or the method's default)
     eval_ema: bool = False  # evaluate (and predict) with the EMA variables
     # fp32 | bf16: bfloat16 convolutions and dense layers on float32 master weights, optimizer
-    # state, BatchNorm statistics and loss (DESIGN.md section 8). Evaluation stays float32.
+    # state, BatchNorm statistics and loss (docs/DESIGN.md section 8). Evaluation stays float32.
     precision: str = "fp32"
 
 
@@ -150,7 +150,13 @@ class Config:
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} holds {_a(type(values))} ({_json_kind(values)}), not a JSON "
                               'object: write sections such as {"optim": {"lr": 0.1}}')
+        values.pop(ABOUT_KEY, None)  # a preset's documentation (how to run it, its cost), not a setting
         return cls.from_dict(values)
+
+
+# The entry at the top of a config file that documents it: each shipped preset opens with the
+# command that runs it, what it costs and what it should reach (docs/training.md, "Presets").
+ABOUT_KEY = "about"
 
 
 def preset_path(name: str) -> Path:
@@ -159,7 +165,8 @@ def preset_path(name: str) -> Path:
 
 
 def preset_names() -> tuple[str, ...]:
-    """Presets shipped with sesemi: `paper` follows the SESEMI paper's code (docs/PAPER_PRESET.md)."""
+    """Presets shipped with sesemi (docs/training.md, "Presets"): `paper` follows the SESEMI paper's code
+    (docs/PAPER_PRESET.md), `fixmatch` the FixMatch paper, `demo` and `tiny` the demo's and the tests' runs."""
     folder = resources.files("sesemi_common") / "presets"
     return tuple(sorted(entry.name.removesuffix(".json") for entry in folder.iterdir()
                         if entry.name.endswith(".json")))

@@ -1,7 +1,7 @@
 """Which of several training processes this is, and which part of a step's batch it takes.
 
 Framework-free, shared by the PyTorch (DistributedDataParallel under `torchrun`) and JAX
-(`jax.distributed`) multi-process trainers (DESIGN.md section 8): every process draws the same
+(`jax.distributed`) multi-process trainers (docs/DESIGN.md section 8): every process draws the same
 global batch and takes one contiguous chunk of it, and only process 0 writes the run directory.
 """
 

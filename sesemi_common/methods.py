@@ -1,4 +1,4 @@
-"""The method registry (DESIGN.md section 7): what each training method asks of the trainer.
+"""The method registry (docs/DESIGN.md section 7): what each training method asks of the trainer.
 
 Framework-free. An entry says which extra heads the network needs, which random view
 parameters each unlabeled image gets (drawn by the trainers' samplers, or with numpy by
@@ -85,7 +85,7 @@ class FixMatchKnobs:
     threshold: float = 0.95  # keep a pseudo-label where the weak view's softmax confidence is >= this
     lambda_u: float = 1.0  # weight of the unlabeled term: CE_sup + lambda_u * mean(mask * CE(strong, pseudo))
     # mu (7 unlabeled images per labeled one in the paper) is the batch ratio
-    # train.batch_unlabeled / train.batch_labeled, set in the config (docs/fixmatch.json), not here.
+    # train.batch_unlabeled / train.batch_labeled, set in the config (the fixmatch preset), not here.
 
 
 @dataclass

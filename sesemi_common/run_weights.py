@@ -1,4 +1,4 @@
-"""The framework-free weights files of a run (DESIGN.md section 8): what lets one framework
+"""The framework-free weights files of a run (docs/DESIGN.md section 8): what lets one framework
 evaluate, verify and export a model the other trained.
 
     weights/step_<N>.npz   the model at checkpoint N, written atomically right after that

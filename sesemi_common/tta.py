@@ -9,7 +9,7 @@ where t is x shifted by (dy, dx), each drawn from {-2, -1, 1, 2} (its `jitter`: 
 reflect fill; flip is left-right; n1..n4 are independent Gaussian noise added to the normalized
 view. It averages the 8 softmax outputs and predicts their argmax. `VIEWS` spells the order out.
 
-The random half follows DESIGN.md section 5: `sample_params` draws (shift, noise) with numpy once,
+The random half follows docs/DESIGN.md section 5: `sample_params` draws (shift, noise) with numpy once,
 and each framework's `tta.py` applies them with pure functions. Each image's parameters come from
 a generator seeded by (`SEED`, its index in the evaluated set), so JAX and PyTorch see the same
 views, an image gets the same views whatever the batch size, and every evaluation of a run uses

@@ -4,10 +4,10 @@ Both frameworks read the run's weights file (sesemi_common/run_weights.py) throu
 converter and classify every test image. The verdict:
 
 - logits: max |jax - torch| <= RTOL * max(1, max |logit|). The model rung of the parity ladder
-  (DESIGN.md section 5) bounds eval logits by atol 1e-5 at unit-scale weights and logits;
+  (docs/DESIGN.md section 5) bounds eval logits by atol 1e-5 at unit-scale weights and logits;
   float32 rounding grows with the magnitude of what is summed, so for a trained model, whose
   logits reach tens, the same 1e-5 is read relative to the largest logit. (Measured values:
-  README, "Across frameworks".)
+  docs/frameworks.md.)
 - labels: the predicted labels agree on every image, except where the two labels' logits are
   within 2 * that bound of each other in both frameworks (a tie that rounding may break either way).
 """

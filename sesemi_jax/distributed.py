@@ -1,4 +1,4 @@
-"""Several JAX processes training one model (DESIGN.md section 8).
+"""Several JAX processes training one model (docs/DESIGN.md section 8).
 
 `jax.distributed` joins the processes; after that `jax.devices()` lists every process's devices,
 so `train.batch_mesh` is one global mesh and the jitted step is one program over all of them.

@@ -335,7 +335,7 @@ class SesemiNet(nn.Module):
     with its own batch statistics and all update the running statistics, in that order. With
     it, one call on the concatenation. Train mode needs `mutable=['batch_stats']` and, when
     dropout > 0, an rng named 'dropout'. With a compute `dtype` (bfloat16) the logits are
-    cast back to float32: losses and metrics never see bfloat16 (DESIGN.md section 8).
+    cast back to float32: losses and metrics never see bfloat16 (docs/DESIGN.md section 8).
     """
 
     backbone: str

@@ -1,4 +1,4 @@
-"""SGD with Nesterov momentum, masked coupled weight decay and the LR schedules (DESIGN.md s.2).
+"""SGD with Nesterov momentum, masked coupled weight decay and the LR schedules (docs/DESIGN.md section 2).
 
 Step convention, shared with `sesemi_torch.optim`: the k-th update (k = 0, 1, ...) uses
 `lr_schedule(cfg, T)(k)`; optax's `scale_by_schedule` counts from 0, as torch's `LambdaLR`

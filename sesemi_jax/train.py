@@ -6,7 +6,7 @@ images from the training set that lives on the device, augmentation, the method'
 both backbone calls, the loss, its gradient and the optimizer update. Nothing syncs with the
 host; metrics come back as device arrays that the loop fetches every `log_every` steps.
 The trainer knows no method: it runs the branches the method's registry entry declares,
-on the views its `apply_views` makes, and differentiates its `loss` (DESIGN.md section 7).
+on the views its `apply_views` makes, and differentiates its `loss` (docs/DESIGN.md section 7).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def create_state(model, variables: dict, tx: optax.GradientTransformation, seed:
 
 
 def update_ema(ema: dict, state: TrainState, decay: float) -> dict:
-    """ema + (1 - decay) (new - ema) for params and BatchNorm running statistics alike (DESIGN.md
+    """ema + (1 - decay) (new - ema) for params and BatchNorm running statistics alike (docs/DESIGN.md
     section 7: averaged, not copied; torch's AveragedModel(use_buffers=True) does the same).
     optax computes `(1 - d) new + d ema`, torch's lerp `ema + (1 - d)(new - ema)`: the same
     value, rounded differently (parity_tests/test_ema_parity.py bounds it)."""

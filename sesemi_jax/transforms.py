@@ -1,6 +1,6 @@
 """Image transforms on uint8 NHWC batches, split into `sample_*` (random) and pure `apply_*`.
 
-Random numbers differ across frameworks by design (DESIGN.md section 5), so every random
+Random numbers differ across frameworks by design (docs/DESIGN.md section 5), so every random
 transform draws its parameters with `sample_*` and applies them with a pure `apply_*`; the
 parity tests feed this module and `sesemi_torch.transforms` the same numpy-drawn parameters.
 Everything here is jit-compatible and vectorized over the batch.

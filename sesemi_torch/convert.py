@@ -29,7 +29,7 @@ def _checked_state_dict(module: nn.Module, arrays: dict[str, np.ndarray], source
     """`arrays` as tensors once every key and shape fits `module`; a missing
     num_batches_tracked (unused with momentum 0.1) keeps the module's own value."""
     expected = module.state_dict()
-    for key, value in expected.items():
+    for key in expected:
         if key not in arrays and not key.endswith("num_batches_tracked"):
             raise WeightsError(f"{source}: missing key '{key}' that the model needs "
                                "(was the file saved from another backbone?)")

@@ -3,7 +3,7 @@
 `torchrun --nproc-per-node N -m sesemi_torch.cli train ...` starts N copies of the trainer. Each
 draws the same global batch spec and trains on its contiguous chunk of it
 (`sesemi_common.distributed.local_slice`); DistributedDataParallel averages the gradients, so,
-with every loss a mean over equal chunks, the step is the 1-process step (DESIGN.md section 8).
+with every loss a mean over equal chunks, the step is the 1-process step (docs/DESIGN.md section 8).
 What couples the samples of a batch is made global too: BatchNorm statistics (SyncBatchNorm) and
 the random dropout masks and input noise (drawn for the global batch, then sliced).
 """

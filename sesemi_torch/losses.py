@@ -1,4 +1,4 @@
-"""Loss terms of SESEMI (DESIGN.md section 2): batch-mean cross-entropies and the self-term weight."""
+"""Loss terms of SESEMI (docs/DESIGN.md section 2): batch-mean cross-entropies and the self-term weight."""
 
 from __future__ import annotations
 

@@ -211,7 +211,7 @@ class SesemiNet(nn.Module):
     input, in order (supervised batch first): each call normalizes with its own batch
     statistics and all update the running statistics, in that order. With it, one call on the
     concatenation. Under bfloat16 autocast (train.precision=bf16) the logits are cast back to
-    float32: losses and metrics never see bfloat16 (DESIGN.md section 8).
+    float32: losses and metrics never see bfloat16 (docs/DESIGN.md section 8).
     """
 
     def __init__(self, backbone: str, num_classes: int, heads: dict[str, int] | None = None, dropout: float = 0.0):

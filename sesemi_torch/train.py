@@ -3,7 +3,7 @@
 The step augments the batch the loader delivered (uint8 NCHW plus the sampled transform
 parameters), builds the method's views, runs the backbone calls, updates the model and its EMA.
 The trainer knows no method: it runs the branches the method's registry entry declares,
-on the views its `apply_views` makes, and differentiates its `loss` (DESIGN.md section 7).
+on the views its `apply_views` makes, and differentiates its `loss` (docs/DESIGN.md section 7).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """train.precision=bf16: bfloat16 convolutions and linear layers on the float32 weights
-    (DESIGN.md section 8); BatchNorm keeps float32 statistics and the model returns float32
+    (docs/DESIGN.md section 8); BatchNorm keeps float32 statistics and the model returns float32
     logits. bfloat16 has float32's exponent range, so no GradScaler is needed."""
     if precision == "fp32":
         return contextlib.nullcontext()

@@ -1,7 +1,7 @@
 """Image transforms on uint8 NCHW batches, split into `sample_*` (random) and pure `apply_*`.
 
 The reference twin of `sesemi_jax.transforms`. Random numbers differ across frameworks by
-design (DESIGN.md section 5), so each random transform draws its parameters with `sample_*`
+design (docs/DESIGN.md section 5), so each random transform draws its parameters with `sample_*`
 (from a `torch.Generator`; None means torch's global generator) and applies them with a pure
 `apply_*`. The batch functions serve the trainer; `Translate` and `PadCrop` are the same crops
 for one CHW image as `torchvision.transforms.v2` transforms, for per-image DataLoader pipelines.

@@ -94,7 +94,7 @@ class LoopContract:
 
 
     def test_bf16_training_stays_finite_and_moves_the_loss(self, tmp_path):
-        """train.precision=bf16 (DESIGN.md section 8) on tiny digits: a finite, falling loss, and
+        """train.precision=bf16 (docs/DESIGN.md section 8) on tiny digits: a finite, falling loss, and
         float32 weights in the run's model.npz (what evaluation used)."""
         self.fit(tiny("train.precision=bf16", "train.steps=8", "train.log_every=1", "train.eval_every=8",
                       "train.checkpoint_every=8"), tmp_path / "run", show_progress=False)

@@ -1,4 +1,4 @@
-"""Training methods as plug-ins (DESIGN.md section 7), the JAX side.
+"""Training methods as plug-ins (docs/DESIGN.md section 7), the JAX side.
 
 The registry (`sesemi_common.methods`) says what a method asks of the trainer; the method's
 module here holds its maths, as two pure functions that run inside the jitted step:

@@ -1,4 +1,4 @@
-"""Training methods as plug-ins (DESIGN.md section 7), the PyTorch twin of sesemi_jax/methods.
+"""Training methods as plug-ins (docs/DESIGN.md section 7), the PyTorch twin of sesemi_jax/methods.
 
 The registry (`sesemi_common.methods`) says what a method asks of the trainer; the method's
 module here holds its maths, as two functions with the same names and meaning as in JAX:

@@ -5,7 +5,10 @@ from sesemi_common.config import AugmentConfig, ConfigError
 from sesemi_common.sampling import HostStream, check_batch_sizes, crop_geometry, epoch_positions
 
 
-def stream(labeled=np.arange(0, 40, 2), n_train=40, bl=6, bu=4, **augment):
+LABELED = np.arange(0, 40, 2)
+
+
+def stream(labeled=LABELED, n_train=40, bl=6, bu=4, **augment):
     return HostStream(labeled, n_train, bl, bu, AugmentConfig(**augment), seed=3)
 
 

@@ -4,7 +4,7 @@ float64 on the global mesh over both processes, and the same 2 steps on process 
 
     python -m tests.jax.multiprocess_step PORT PROCESS_ID OUT.npz
 
-float64 as in the one-step rung (DESIGN.md section 5): in float32 a ReLU input within rounding of
+float64 as in the one-step rung (docs/DESIGN.md section 5): in float32 a ReLU input within rounding of
 0 may flip sides between two summation orders and hide a real difference in the noise."""
 
 import sys

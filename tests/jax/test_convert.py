@@ -14,8 +14,8 @@ from sesemi_jax.convert import WeightsError
 from sesemi_jax.models import init_variables, make_model
 
 
-def random_variables(backbone, num_classes=10, heads={"self": 6}, seed=0):
-    model = make_model(backbone, num_classes, heads)
+def random_variables(backbone, num_classes=10, heads=None, seed=0):
+    model = make_model(backbone, num_classes, {"self": 6} if heads is None else heads)
     shapes = jax.eval_shape(lambda k: init_variables(model, k, 32), jax.random.key(0))
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)

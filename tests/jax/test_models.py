@@ -106,7 +106,7 @@ def test_sesemi_net_output_shapes():
     x_self = jax.ShapeDtypeStruct((5, 32, 32, 3), jnp.float32)
     for joint in (False, True):
         (sup, self_), _ = jax.eval_shape(
-            lambda v, a, b: model.apply(v, a, b, heads=(("sup",), ("self", "sup")), train=True,
+            lambda v, a, b, joint=joint: model.apply(v, a, b, heads=(("sup",), ("self", "sup")), train=True,
                                         joint_forward=joint, mutable=["batch_stats"]),
             variables, x_sup, x_self)
         assert (sup["sup"].shape, self_["self"].shape, self_["sup"].shape) == ((3, 10), (5, 6), (5, 10))

@@ -1,4 +1,4 @@
-"""Several JAX processes on 127.0.0.1, one CPU device each (DESIGN.md section 8; issue 17 item 3):
+"""Several JAX processes on 127.0.0.1, one CPU device each (docs/DESIGN.md section 8; issue 17 item 3):
 they compute the step of one process, a run whose process dies stops, and resumes exactly."""
 
 import os

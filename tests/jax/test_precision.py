@@ -1,4 +1,4 @@
-"""train.precision in JAX (DESIGN.md section 8): what computes in bfloat16 and what stays float32.
+"""train.precision in JAX (docs/DESIGN.md section 8): what computes in bfloat16 and what stays float32.
 
 Everything here is traced (jax.make_jaxpr, jax.eval_shape), never compiled or run.
 """

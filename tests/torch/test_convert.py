@@ -14,7 +14,7 @@ def randomized(model, seed):
     """Every float entry of the state dict random, num_batches_tracked nonzero."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for key, value in model.state_dict().items():
+        for value in model.state_dict().values():
             if value.is_floating_point():
                 value.copy_(torch.rand(value.shape, generator=generator) + 0.1)
             else:

@@ -1,4 +1,4 @@
-"""Training in 2 processes (torchrun, gloo on 127.0.0.1) against 1 (DESIGN.md section 8).
+"""Training in 2 processes (torchrun, gloo on 127.0.0.1) against 1 (docs/DESIGN.md section 8).
 
 The 2-process runs go through tests/torch/ddp_train.py: the real CLI in float64, where the
 summation order that differs between 1 and 2 processes (gradients averaged over two chunks,

@@ -1,4 +1,4 @@
-"""train.precision in PyTorch (DESIGN.md section 8): what the train step computes in bfloat16 and
+"""train.precision in PyTorch (docs/DESIGN.md section 8): what the train step computes in bfloat16 and
 what stays float32. One ResNet-20 step on 24 random 16x16 images per precision."""
 
 import numpy as np
