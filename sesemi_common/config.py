@@ -45,7 +45,9 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50 | convnet13
     dropout: float = 0.0  # supervised head only
-    weights: str = ""  # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX)
+    # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX), or torchvision's
+    # ImageNet weights by name: torchvision:resnet18, torchvision:resnet50[:IMAGENET1K_V2] (pretrained.py)
+    weights: str = ""
     joint_forward: bool = False  # one backbone call on [labeled; self] instead of two
 
 
@@ -359,6 +361,18 @@ def validate(config: Config) -> None:
         raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
                           f"train.steps ({config.train.steps})")
     check_momentum(config.optim)
+    _check_pretrained(config.model)
+
+
+def _check_pretrained(model_cfg: ModelConfig) -> None:
+    """model.weights=torchvision:<backbone>: a known name that fits model.backbone, before any run starts."""
+    from . import pretrained  # lazily: it reads the cache folder of datasets.py
+
+    if pretrained.is_torchvision(model_cfg.weights):
+        try:
+            pretrained.check(model_cfg.weights, model_cfg.backbone)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
 
 TTA_CHOICES = (1, 8)  # eval.tta: views per test image
