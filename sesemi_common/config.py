@@ -28,11 +28,13 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder | stl10 | svhn
-    root: str = ""  # dataset folder (cifar: where the archive lives; imagefolder: has train/ and test/)
+    # dataset folder (cifar, stl10: where the archive lives; svhn: holds the .mat files; imagefolder: has
+    # train/ and test/)
+    root: str = ""
     image_size: int = 32  # digits are upscaled to this size; other datasets must already have it
     n_labels: int = 100  # labeled training images in all, n_labels / num_classes per class
     split_seed: int = 0
-    download: bool = False  # cifar only: fetch the official archive when it is missing
+    download: bool = False  # cifar, stl10, svhn: fetch the official files when they are missing (MD5-checked)
     # The unlabeled pool (DESIGN.md section 9): '+'-joined sources out of train (every training
     # image, labels ignored), folder (data.unlabeled_root) and split (the dataset's own unlabeled
     # split: STL-10 unlabeled, SVHN extra). Test images never join it.
