@@ -8,6 +8,7 @@ name (`resnet18-f37072fd.pth`). A file already in that folder is used as it is, 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import urllib.error
 
@@ -33,8 +34,10 @@ def load_state_dict(spec: str) -> dict[str, torch.Tensor]:
     url = weights_url(spec)
     file = url.rsplit("/", 1)[-1]
     try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=sys.stderr.isatty(),
-                                                  check_hash=True, weights_only=True)
+        # torch.hub announces the download on stdout, where the CLIs print their JSON summary.
+        with contextlib.redirect_stdout(sys.stderr):
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=sys.stderr.isatty(),
+                                                      check_hash=True, weights_only=True)
     except RuntimeError as err:
         if "invalid hash value" not in str(err):
             raise

@@ -96,9 +96,11 @@ def test_the_train_cli_refuses_a_bad_download_in_one_line(resnet18_file, mirror,
     code = cli.main(["train", "model.backbone=resnet18", "model.weights=torchvision:resnet18", "data.image_size=16",
                      "data.n_labels=20", "train.steps=2", "train.batch_labeled=8", "train.batch_unlabeled=2",
                      "--run-dir", str(tmp_path / "run"), "--no-progress"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.count("\n") == 0
-    assert err.startswith(f"error: download of {url}/resnet18-f37072fd.pth failed its hash check")
+    captured = capsys.readouterr()
+    announced, error = captured.err.strip().splitlines()  # torch.hub's announcement, then one line, no traceback
+    assert code == 2 and captured.out == ""
+    assert announced.startswith(f'Downloading: "{url}/resnet18-f37072fd.pth" to ')
+    assert error.startswith(f"error: download of {url}/resnet18-f37072fd.pth failed its hash check")
 
 
 def test_convert_writes_the_npz_where_jax_looks(resnet18_file, mirror, enum_names_fixture, monkeypatch, tmp_path,
@@ -109,7 +111,9 @@ def test_convert_writes_the_npz_where_jax_looks(resnet18_file, mirror, enum_name
     monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))
     assert convert.main(["torchvision:resnet18"]) == 0
     path = tmp_path / "cache" / "pretrained" / "torchvision-resnet18-IMAGENET1K_V1.npz"
-    assert capsys.readouterr().out.strip().splitlines()[-1] == str(path)  # after torch.hub's "Downloading: ..."
+    captured = capsys.readouterr()
+    assert captured.out == f"{path}\n"  # torch.hub's "Downloading: ..." goes to stderr, not into the output
+    assert captured.err.startswith(f'Downloading: "{url}/{enum_names_fixture}" to {tmp_path}/torch/hub/checkpoints/')
     arrays, metadata = read_npz_with_metadata(path)
     assert sorted(arrays) == sorted(reference)  # fc included, as torchvision_pth_to_npz writes it
     for key, value in reference.items():
