@@ -28,11 +28,13 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder | stl10 | svhn
-    root: str = ""  # dataset folder (cifar: where the archive lives; imagefolder: has train/ and test/)
+    # dataset folder (cifar, stl10: where the archive lives; svhn: holds the .mat files; imagefolder: has
+    # train/ and test/)
+    root: str = ""
     image_size: int = 32  # digits are upscaled to this size; other datasets must already have it
     n_labels: int = 100  # labeled training images in all, n_labels / num_classes per class
     split_seed: int = 0
-    download: bool = False  # cifar only: fetch the official archive when it is missing
+    download: bool = False  # cifar, stl10, svhn: fetch the official files when they are missing (MD5-checked)
     # The unlabeled pool (docs/DESIGN.md section 9): '+'-joined sources out of train (every training
     # image, labels ignored), folder (data.unlabeled_root) and split (the dataset's own unlabeled
     # split: STL-10 unlabeled, SVHN extra). Test images never join it.
@@ -45,7 +47,9 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50 | convnet13
     dropout: float = 0.0  # supervised head only
-    weights: str = ""  # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX)
+    # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX), or torchvision's
+    # ImageNet weights by name: torchvision:resnet18, torchvision:resnet50[:IMAGENET1K_V2] (pretrained.py)
+    weights: str = ""
     joint_forward: bool = False  # one backbone call on [labeled; self] instead of two
 
 
@@ -366,6 +370,18 @@ def validate(config: Config) -> None:
         raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
                           f"train.steps ({config.train.steps})")
     check_momentum(config.optim)
+    _check_pretrained(config.model)
+
+
+def _check_pretrained(model_cfg: ModelConfig) -> None:
+    """model.weights=torchvision:<backbone>: a known name that fits model.backbone, before any run starts."""
+    from . import pretrained  # lazily: it reads the cache folder of datasets.py
+
+    if pretrained.is_torchvision(model_cfg.weights):
+        try:
+            pretrained.check(model_cfg.weights, model_cfg.backbone)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
 
 TTA_CHOICES = (1, 8)  # eval.tta: views per test image

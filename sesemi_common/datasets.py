@@ -12,6 +12,7 @@ are used here; scikit-learn is imported lazily, for the digits only.
   holding the fingerprint of the source (relative path, size and mtime of every image), in
   `$SESEMI_CACHE_DIR` or `~/.cache/sesemi`; a changed source gets a fresh decode.
 - `digits`: scikit-learn's 1,797 real 8x8 handwritten digits, no download needed.
+- `stl10` / `svhn`: in their own modules (`stl10.py`, `svhn.py`), with the same download helpers.
 """
 
 from __future__ import annotations
@@ -76,8 +77,16 @@ def load_dataset(data_cfg) -> Dataset:
         if not data_cfg.root:
             raise DatasetError("data.root is empty: set data.root to a folder holding train/<class>/ and test/<class>/")
         dataset = load_imagefolder(data_cfg.root)
+    elif name == "stl10":
+        from .stl10 import load_stl10
+        dataset = load_stl10(_cifar_root(data_cfg.root), data_cfg.download)
+    elif name == "svhn":
+        from .svhn import load_svhn
+        with_extra = "split" in data_cfg.unlabeled.split("+")  # extra is 531k images: read only when pooled
+        dataset = load_svhn(_cifar_root(data_cfg.root), data_cfg.download, with_extra=with_extra)
     else:
-        raise DatasetError(f"unknown dataset '{name}': set data.dataset to one of digits, cifar10, cifar100, imagefolder")
+        raise DatasetError(f"unknown dataset '{name}': set data.dataset to one of digits, cifar10, cifar100, "
+                           "imagefolder, stl10, svhn")
     _check_image_size(dataset, data_cfg.image_size)
     return dataset
 
@@ -176,16 +185,24 @@ def load_cifar(name: str, root: str | Path, download: bool = False) -> Dataset:
 
 def _cifar_folder(name: str, root: Path, download: bool) -> Path:
     source = CIFAR_SOURCES[name]
-    folder, archive = root / source.folder, root / source.archive
+    return archive_folder(name, root, source.archive, source.folder, source.md5, download,
+                          lambda: download_cifar(name, root))
+
+
+def archive_folder(name: str, root: Path, archive_name: str, folder_name: str, md5: str, download: bool,
+                   fetch) -> Path:
+    """The extracted `root/folder_name`; else `root/archive_name` checked against `md5` and extracted;
+    else, with `download`, what `fetch()` returns (the folder, downloaded and extracted)."""
+    folder, archive = root / folder_name, root / archive_name
     if folder.is_dir():
         return folder
     if archive.is_file():
-        _check_md5(archive, source.md5)
-        return _extract(archive, root, source.folder)
+        _check_md5(archive, md5)
+        return _extract(archive, root, folder_name)
     if download:
-        return download_cifar(name, root)
+        return fetch()
     raise DatasetError(f"{name} not found: neither {folder} nor {archive} exists; set data.download=true "
-                       f"to fetch it, or put {source.archive} in {root}")
+                       f"to fetch it, or put {archive_name} in {root}")
 
 
 def download_cifar(name: str, root: str | Path, url: str | None = None, md5: str | None = None) -> Path:
@@ -194,21 +211,27 @@ def download_cifar(name: str, root: str | Path, url: str | None = None, md5: str
     `url` and `md5` default to the official ones (tests point them at a local server).
     """
     source = CIFAR_SOURCES[name]
-    url, md5, root = url or source.url, md5 or source.md5, Path(root)
+    root = Path(root)
+    archive = download_file(url or source.url, md5 or source.md5, root / source.archive)
+    return _extract(archive, root, source.folder)
+
+
+def download_file(url: str, md5: str, destination: Path) -> Path:
+    """Fetch `url` to `destination` through a temporary file that replaces it only once its MD5 is `md5`."""
+    root = destination.parent
     root.mkdir(parents=True, exist_ok=True)
-    archive = root / source.archive
-    handle, partial_path = create_temp(root, source.archive, suffix=".part")
+    handle, partial_path = create_temp(root, destination.name, suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
             got = _fetch(url, out, root)
         if got != md5:
             raise DatasetError(f"download of {url} has MD5 {got}, expected {md5}: "
                                "the transfer was corrupted or the file changed; download again")
-        os.replace(partial_path, archive)
+        os.replace(partial_path, destination)
     finally:
         if os.path.exists(partial_path):
             os.remove(partial_path)
-    return _extract(archive, root, source.folder)
+    return destination
 
 
 def _fetch(url: str, out, root: Path) -> str:

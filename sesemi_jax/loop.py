@@ -16,7 +16,7 @@ import numpy as np
 from sesemi_common.config import Config
 from sesemi_common.distributed import Process
 from sesemi_common.experiment import Experiment, prepare
-from sesemi_common import progress
+from sesemi_common import pretrained, progress
 from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
@@ -34,7 +34,13 @@ def _fetch(metrics: list[dict]) -> list[dict[str, float]]:
 
 def load_pretrained(variables: dict, path: str, backbone: str) -> dict:
     """The backbone from a torchvision state dict in its torch-free `.npz` form, or from a run's
-    `model.npz` (either framework's)."""
+    `model.npz` (either framework's); `torchvision:resnet18` names torchvision's ImageNet weights,
+    read from the `.npz` that `python -m sesemi_torch.convert torchvision:resnet18` wrote."""
+    if pretrained.is_torchvision(path):
+        npz = pretrained.npz_path(pretrained.check(path, backbone))
+        if not npz.is_file():
+            raise WeightsError(pretrained.missing_npz_message(path))
+        return convert.load_torchvision_weights(variables, npz, backbone)
     if path.endswith((".pth", ".pt")):
         raise WeightsError(f"model.weights={path} is a PyTorch file, which sesemi_jax cannot read: convert it "
                            f"with `python -m sesemi_torch.convert {path} OUT.npz` and pass OUT.npz")

@@ -4,7 +4,9 @@ The file holds the model's state dict as numpy arrays under the same names, so i
 conversion here: `sesemi_jax.convert` does the layout changes (OIHW <-> HWIO, ...).
 
 Also: `python -m sesemi_torch.convert resnet18.pth resnet18.npz` turns a torchvision
-state-dict file into the `.npz` that `sesemi_jax.convert.load_torchvision_weights` reads.
+state-dict file into the `.npz` that `sesemi_jax.convert.load_torchvision_weights` reads, and
+`python -m sesemi_torch.convert torchvision:resnet18` does so for torchvision's ImageNet weights
+by name, writing the file where sesemi_jax looks for `model.weights=torchvision:resnet18`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sesemi_common import pretrained
 from sesemi_common.weights import WeightsError, read_npz, write_npz
 from sesemi_torch.models import SesemiNet
 
@@ -77,14 +80,25 @@ def load_torchvision_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
     if any(key.startswith("backbone.") for key in state_dict):
         raise WeightsError(f"weights file {path} holds a whole SesemiNet ('backbone.*' keys), not a "
                            "torchvision state dict: load it with load_state_dict")
+    return load_torchvision_state_dict(model, state_dict, f"weights file {path}")
+
+
+def load_torchvision_state_dict(model: SesemiNet, state_dict: dict[str, torch.Tensor], source: str) -> SesemiNet:
+    """A torchvision ResNet state dict into `model.backbone`: ImageNet's `fc.*` is dropped, the
+    run's heads stay as they are."""
     arrays = {k: v.numpy() for k, v in state_dict.items() if not k.startswith("fc.")}
-    model.backbone.load_state_dict(_checked_state_dict(model.backbone, arrays, f"weights file {path}"))
+    model.backbone.load_state_dict(_checked_state_dict(model.backbone, arrays, source))
     return model
 
 
 def load_backbone_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
-    """`model.weights`: a torchvision `.pth`, or a `.npz` holding a whole SesemiNet (a run's
-    `model.npz`, trained in either framework), whose backbone is loaded and heads dropped."""
+    """`model.weights`: torchvision's ImageNet weights by name (`torchvision:resnet18`), a torchvision
+    `.pth`, or a `.npz` holding a whole SesemiNet (a run's `model.npz`, trained in either framework),
+    whose backbone is loaded and heads dropped."""
+    if pretrained.is_torchvision(path):
+        from .pretrained import load_state_dict
+
+        return load_torchvision_state_dict(model, load_state_dict(str(path)), f"model.weights={path}")
     if not str(path).endswith(".npz"):
         return load_torchvision_weights(model, path)
     backbone_only = {k.removeprefix("backbone."): v for k, v in read_npz(path).items() if k.startswith("backbone.")}
@@ -100,12 +114,37 @@ def torchvision_pth_to_npz(pth_path: str | Path, npz_path: str | Path) -> None:
     write_npz({key: value.numpy() for key, value in read_torchvision_pth(pth_path).items()}, npz_path)
 
 
+def torchvision_weights_to_npz(spec: str, npz_path: str | Path | None = None) -> Path:
+    """Download torchvision's weights `spec` (`torchvision:resnet18`) and write them as `.npz`, same
+    keys, to `npz_path`, by default where sesemi_jax looks for `model.weights=spec`."""
+    from .pretrained import load_state_dict, weights_enum, weights_url
+
+    weights = pretrained.parse(spec)
+    path = Path(npz_path) if npz_path else pretrained.npz_path(weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = {"weights": repr(weights_enum(weights)), "url": weights_url(spec)}
+    write_npz({key: value.numpy() for key, value in load_state_dict(spec).items()}, path, metadata=source)
+    return path
+
+
+USAGE = ("usage: python -m sesemi_torch.convert TORCHVISION.pth OUT.npz\n"
+         "       python -m sesemi_torch.convert torchvision:resnet18 [OUT.npz]   (default OUT: where sesemi_jax "
+         "looks for model.weights=torchvision:resnet18)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m sesemi_torch.convert TORCHVISION.pth OUT.npz", file=sys.stderr)
+    try:
+        if args and pretrained.is_torchvision(args[0]) and len(args) in (1, 2):
+            print(torchvision_weights_to_npz(*args))
+            return 0
+        if len(args) != 2:
+            print(USAGE, file=sys.stderr)
+            return 2
+        torchvision_pth_to_npz(*args)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    torchvision_pth_to_npz(*args)
     return 0
 
 
