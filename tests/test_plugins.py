@@ -73,6 +73,18 @@ def test_proxy_forms_follow_the_spec_not_the_name():
         proxy_forms(methods.MethodSpec("odd", heads={"self": 3}))
 
 
+def test_the_example_shows_each_image_in_its_three_flip_forms():
+    (spec,) = plugins.specs_of("examples.flip_proxy")
+    with plugins.registered(spec):
+        config = apply_overrides(Config(), ["method.name=flip_proxy"])
+        from examples.flip_proxy import torch_flip_proxy
+        images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 3, 8, 8), dtype=np.uint8))
+        views, targets = torch_flip_proxy.apply_views(images, {"offsets": torch.full((3, 2), 2)}, config)
+    flips = views["flips"]  # [img0 id, lr, ud, img1 id, ...]; the JAX twin's are equal (the methods rung)
+    assert torch.equal(flips[1], flips[0].flip(2)) and torch.equal(flips[2], flips[0].flip(1))  # CHW: 2 is width
+    assert torch.equal(flips[0], images[0]) and targets["flip"].tolist() == [0, 1, 2] * 3
+
+
 def _cli(module: str, *args: str, plugin: bool = True) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != plugins.ENVIRONMENT_VARIABLE}
     if plugin:
