@@ -54,13 +54,11 @@ def load() -> dict[str, tuple[str, ...]]:
     Cheap when nothing changed: the installed entry points are read once per process,
     SESEMI_PLUGINS at every call (a test or a notebook may set it later)."""
     global _entry_points_read
-    named = _from_environment()
-    if not _entry_points_read:
-        named = _from_entry_points() + named
-        _entry_points_read = True
+    named = _from_environment() if _entry_points_read else _from_entry_points() + _from_environment()
     for module, where in named:
         if module not in _loaded:
             _loaded[module] = _import(module, where)
+    _entry_points_read = True  # only once all imported: a failing one fails every config, not only the first
     return dict(_loaded)
 
 

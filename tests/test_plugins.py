@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,20 @@ def test_a_module_that_does_not_import_is_a_one_line_config_error(monkeypatch):
     with pytest.raises(ConfigError, match="plug-in module 'no_such_package.method' \\(named by SESEMI_PLUGINS\\) "
                                           "cannot be imported"):
         Config()
+
+
+def test_an_installed_entry_point_is_loaded_with_nothing_to_set(monkeypatch):
+    entry = metadata.EntryPoint(name="flip_proxy", value="examples.flip_proxy", group=plugins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [entry] if group == entry.group else [])
+    monkeypatch.setattr(plugins, "_entry_points_read", False)
+    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.delitem(sys.modules, "examples.flip_proxy", raising=False)
+    monkeypatch.delenv(plugins.ENVIRONMENT_VARIABLE, raising=False)
+    with plugins.isolated_registry():
+        config = apply_overrides(Config(), ["method.name=flip_proxy"])
+        assert config.method.flip_proxy.weight == 1.0
+        assert plugins.load() == {"examples.flip_proxy": ("flip_proxy",)}
+    assert "flip_proxy" not in methods.method_names()
 
 
 def test_an_unknown_method_names_the_way_to_load_a_plug_in():
