@@ -283,7 +283,7 @@ def plot(results: list[dict], study: Study, out_png: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(study.labels), figsize=(5.5 * len(study.labels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(study.labels), figsize=(max(7.0, 5.5 * len(study.labels)), 4.2), squeeze=False)
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors = {method: palette[i % len(palette)] for i, method in enumerate(study.methods)}
     styles = {"jax": "-", "torch": "--"}
@@ -300,7 +300,7 @@ def plot(results: list[dict], study: Study, out_png: Path, title: str) -> None:
         ax.set(title=f"{labels} labels", xlabel="step", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)

@@ -103,7 +103,7 @@ def run(args, installed: list[str]) -> int:
     failed = [] if args.report_only else compare.train_all(study)
     report = compare.analyse(study)
     text = markdown(report, study, args)
-    compare.write_report(study, report, text, "compare.png", f"{text.splitlines()[0][2:]}: mean over seeds, band +-1 std",
+    compare.write_report(study, report, text, "compare.png", f"{text.splitlines()[0].removeprefix('# Compare: ')}: mean over seeds, band +-1 std",
                          {"settings": {k: v for k, v in vars(args).items() if k != "command"}})
     print(text)
     print("\n".join(compare.verdict_lines(report, study))
