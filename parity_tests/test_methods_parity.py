@@ -45,6 +45,9 @@ def test_views_from_the_same_parameters_are_identical(name, np_rng):
     assert set(j_views) == set(t_views) == {b.view for b in spec.branches}
     total = sum(len(v) for v in j_views.values())
     assert total == N_UNLABELED * spec.views_per_image
+    for view, batch in j_views.items():  # the trainers and this rung take every view to be one size
+        assert len(batch) == total // len(j_views), f"view {view!r} holds {len(batch)} of {total} images: every " \
+            "view must hold the same number (docs/ADDING_A_METHOD.md)"
     for view in j_views:
         compared = _exactly_comparable(spec, params, view)
         assert compared.any()

@@ -1,4 +1,4 @@
-"""`sesemi report RUN_DIR...`, `sesemi verify RUN_DIR`, `sesemi export RUN_DIR --to PATH` and `sesemi demo`.
+"""`sesemi report RUN_DIR...`, `sesemi verify RUN_DIR`, `sesemi export RUN_DIR --to PATH`, `sesemi compare` and `sesemi demo`.
 
 The frameworks are imported only by the commands that need them, so `sesemi report` works
 with neither installed."""
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from . import compare_command
 from . import verify as verification
 from .commands import INTERRUPTED, USER_ERRORS, parse_intermixed
 from .config import Config, apply_overrides, preset_path
@@ -133,12 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="SESEMI against the supervised baseline on digits")
     demo_parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.steps=100")
     demo_parser.add_argument("--out-dir", default="runs/demo")
+    compare_command.add_parser(commands)
     args = parse_intermixed(parser, argv)
     try:
         if args.command == "report":
             report(args.run_dirs, Path(args.out))
         elif args.command == "verify":
             return verify(args.run_dir, args.checkpoint)
+        elif args.command == "compare":
+            check_plotting()
+            return compare_command.run(args, installed_frameworks())
         elif args.command == "export":
             if not _installed("torch"):
                 raise MissingDependency("sesemi export writes a torch.save file and torch is not installed: "

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import methods
+from . import methods, plugins
 
 
 class ConfigError(ValueError):
@@ -61,7 +61,11 @@ def method_config() -> Any:
 
     Built from the registry when a `Config` is made, so a method registered later (a plug-in)
     gets its knobs without editing this file; one class per set of methods, so equal configs
-    compare equal."""
+    compare equal. Plug-ins (sesemi_common/plugins.py) load first, so their knobs are here too."""
+    try:
+        plugins.load()
+    except plugins.PluginError as err:
+        raise ConfigError(str(err)) from None
     knobs = methods.knob_defaults()
     key = tuple((name, type(value)) for name, value in knobs.items())
     if key not in _METHOD_CONFIG_CLASSES:
@@ -256,7 +260,15 @@ def _unknown_key(key: str) -> ConfigError:
     if not close:  # a bare field name without its section, e.g. `lr`
         close = [k for k in valid_keys() if k.split(".")[-1] == key.split(".")[-1]][:1]
     hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid_keys())}"
+    if key.startswith("method.") and key.count(".") == 2 and key.split(".")[1] not in methods.method_names():
+        hint = f"; {PLUGIN_HINT}"
     return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+# A method registered by a plug-in is only known once the plug-in is loaded.
+PLUGIN_HINT = (f"a method registered outside sesemi is loaded by naming its module in {plugins.ENVIRONMENT_VARIABLE} "
+               f"(e.g. {plugins.ENVIRONMENT_VARIABLE}=examples.flip_proxy) or by installing its package "
+               "(docs/ADDING_A_METHOD.md)")
 
 
 def _coerce(key: str, text_or_value: Any, current: Any) -> Any:
@@ -329,6 +341,8 @@ def validate(config: Config) -> None:
         if value not in allowed:
             close = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            if key == "method.name" and not close:
+                hint = f"; {PLUGIN_HINT}"
             raise ConfigError(f"config key '{key}' must be one of {', '.join(allowed)}, got '{value}'{hint}")
     positive = {
         "optim.lr": config.optim.lr, "train.steps": config.train.steps,

@@ -122,6 +122,10 @@ def register(spec: MethodSpec) -> MethodSpec:
     for branch in spec.branches:
         if set(branch.heads) - {"sup", *spec.heads}:
             raise ValueError(f"branch {branch.name!r} of {spec.name!r} asks for a head the method does not declare")
+    views = {branch.view for branch in spec.branches}
+    if views and spec.views_per_image % len(views):
+        raise ValueError(f"{spec.name!r}: views_per_image {spec.views_per_image} is not a multiple of its "
+                         f"{len(views)} views: every view must hold the same number of images (view_batch)")
     if "sup" in spec.heads:
         raise ValueError(f"{spec.name!r}: 'sup' is the supervised head every network has")
     _REGISTRY[spec.name] = spec

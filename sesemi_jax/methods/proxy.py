@@ -3,17 +3,17 @@ unlabeled image, translated, in all its proxy forms; CE_sup + w(t) * CE_self."""
 
 from __future__ import annotations
 
+from sesemi_common.proxy_forms import proxy_forms
 from sesemi_common.sampling import crop_geometry
 
 from .. import losses, transforms
-from . import LossInputs, Views
+from . import LossInputs, Views, registry
 
 
 def apply_views(images, params, config) -> Views:
     padding, mode = crop_geometry(config.augment)
     translated = transforms.apply_crop(images, params["offsets"], padding, mode)
-    proxy = "rotation" if config.method.name == "rotation" else "rotate_flip"
-    views, targets = transforms.proxy_views(translated, proxy)
+    views, targets = transforms.proxy_views(translated, proxy_forms(registry.get(config.method.name)))
     return {"proxy": views}, {"self": targets}
 
 

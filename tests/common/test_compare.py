@@ -1,0 +1,100 @@
+"""`sesemi compare` (sesemi_common/compare.py, compare_command.py): the gain of each method over the
+baseline at every evaluation, the JAX-against-PyTorch verdict per cell, resuming a study.
+
+The statistics are checked on run directories written by hand (known accuracies, no training);
+one slow test trains a plug-in against the baseline on digits and runs the command again."""
+
+import json
+import os
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from sesemi_common import cli, compare_command, plugins
+from sesemi_common.runs import RunDir
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["data.image_size=16", "data.n_labels=20", "train.steps=4", "train.batch_labeled=8", "train.batch_unlabeled=2",
+        "train.log_every=2", "train.eval_every=2", "train.checkpoint_every=2", "train.eval_batch_size=256"]
+# Final test accuracy (%) of seeds 0, 1, 2; at step 2 SESEMI is 5 points and the baseline 10 below it.
+FINAL = {("supervised", "jax"): [50, 52, 54], ("sesemi", "jax"): [55, 57, 59],
+         ("supervised", "torch"): [51, 53, 55], ("sesemi", "torch"): [56, 58, 60]}
+EARLIER = {"supervised": 10, "sesemi": 5}
+
+
+def _arguments(out: Path, *extra: str) -> list[str]:
+    return ["compare", "--methods", "sesemi", "--seeds", "3", "--frameworks", "jax,torch", "--out", str(out),
+            *extra, *TINY]
+
+
+def _write_runs(out: Path) -> None:
+    """Finished runs with the accuracies of FINAL, as the study would have configured them."""
+    args = Namespace(methods="sesemi", baseline="supervised", seeds=3, frameworks="jax,torch", config="",
+                     out=str(out), overrides=TINY, progress=False)
+    study = compare_command.build_study(args, ["jax", "torch"])
+    for key in study.keys():
+        run, final = RunDir(study.run_dir(key)), FINAL[key.method, key.framework][key.seed]
+        run.path.mkdir(parents=True)
+        run.write_config(study.config_for(key))
+        run.append_metrics({"step": 2, "loss": 1.0, "images_per_s": 100.0,
+                            "test_accuracy": (final - EARLIER[key.method]) / 100})
+        run.append_metrics({"step": 4, "loss": 1.0, "images_per_s": 100.0, "test_accuracy": final / 100})
+        run.write_summary({"final_test_accuracy": final / 100, "wall_time_s": 1.0, "device": "cpu"})
+
+
+def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
+    _write_runs(tmp_path / "study")
+    assert cli.main(_arguments(tmp_path / "study")) == 0
+    printed = capsys.readouterr().out
+    assert "labels20-sesemi-jax-seed2: finished earlier, skipped" in printed and ": trained" not in printed
+    # Each cell's mean differs by 5 points from the baseline's, sd 2 over 3 seeds: se sqrt(4/3 + 4/3) = 1.63.
+    assert "| 20 | sesemi | jax | +5.00 | 1.63 |" in printed
+    assert "| 20 | sesemi | torch | 2 | +10.00 | 1.63 |" in printed  # at step 2
+    assert "| 20 | sesemi | 57.00 | 58.00 | -1.00 | 3.27 | 3.27 | PASS |" in printed
+    result = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert result["baseline"] == "supervised" and not result["missing_runs"]
+    assert [(g["method"], g["framework"], g["step"], round(g["gain"], 6)) for g in result["gain_curves"]] == [
+        ("sesemi", "jax", 2, 10.0), ("sesemi", "jax", 4, 5.0), ("sesemi", "torch", 2, 10.0), ("sesemi", "torch", 4, 5.0)]
+    assert all(row["passed"] for row in result["parity"]) and len(result["parity"]) == 2
+    assert (tmp_path / "study" / "compare.png").stat().st_size > 0
+    assert (tmp_path / "study" / "results.md").read_text().startswith("# Compare: sesemi against supervised")
+
+
+def test_a_run_of_another_config_is_refused_before_training(tmp_path, capsys):
+    _write_runs(tmp_path / "study")
+    assert cli.main(_arguments(tmp_path / "study", "optim.lr=0.1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "was trained with another config (optim.lr differs)" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["method.name=fixmatch"], "sesemi compare sets method.name itself; use --methods and --baseline"),
+    (["--baseline", "supervise"], "--baseline: unknown 'supervise': choose from supervised, sesemi"),
+    (["--seeds", "0"], "--seeds must be positive"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
+    assert cli.main(_arguments(tmp_path / "study", *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "study" / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_plug_in_against_the_baseline_trains_then_resumes_with_nothing_to_train(tmp_path):
+    env = {**os.environ, plugins.ENVIRONMENT_VARIABLE: "examples.flip_proxy"}
+    command = [sys.executable, "-m", "sesemi_common.cli", "compare", "--methods", "flip_proxy", "--seeds", "2",
+               "--frameworks", "torch", "--out", str(tmp_path), *TINY]
+    first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count(": trained;") == 4
+    assert "## Gain over the baseline (supervised), points" in first.stdout
+    assert "| 20 | flip_proxy | torch | 2 |" in first.stdout and "| 20 | flip_proxy | torch | 4 |" in first.stdout
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("finished earlier, skipped") == 4 and ": trained;" not in second.stdout
+    gains = [line for line in first.stdout.splitlines() if line.startswith("| 20 | flip_proxy | torch |")]
+    assert gains == [line for line in second.stdout.splitlines() if line.startswith("| 20 | flip_proxy | torch |")]
