@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Mapping, Protocol
@@ -100,10 +101,11 @@ class WandbSink:
         if id_file.is_file():
             run_id = id_file.read_text().strip()
         else:
-            run_id = wandb.util.generate_id()
+            run_id = secrets.token_hex(4)  # W&B ids are short lowercase alphanumerics
             id_file.write_text(run_id + "\n")
+        # wandb's own files go in the run directory, unless the user points WANDB_DIR elsewhere.
         self._run = wandb.init(project=project, id=run_id, resume="allow", name=run.path.name,
-                               dir=str(run.path), config=config.to_dict())
+                               dir=os.environ.get("WANDB_DIR") or str(run.path), config=config.to_dict())
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         self._run.log(dict(values), step=step)
