@@ -184,6 +184,7 @@ def test_wandb_offline_run_holds_the_metrics_and_resumes_into_the_same_run(tmp_p
             assert logged[record["step"]][tag] == pytest.approx(value), (record["step"], tag)
 
 
+@pytest.mark.slow
 def test_the_jax_trainer_and_the_sinks_import_neither_torch_nor_tensorflow(tmp_path):
     code = ("import sys, numpy as np; import sesemi_jax.loop; from sesemi_common import logging_sinks as s; "
             f"w = s.TensorBoardSink(__import__('pathlib').Path({str(tmp_path)!r}), 0); "
