@@ -125,10 +125,16 @@ def _assert_close(actual: dict, expected: dict, what: str, keys=None, before: di
     return worst
 
 
-def _assert_same_terms(j_metrics: dict, t_metrics: dict) -> None:
-    """The loss and every term the method logs, by name, in both frameworks."""
+NORMS = {"grad_norm", "param_norm", "update_norm"}
+
+
+def _assert_same_terms(j_metrics: dict, t_metrics: dict, norms: bool = False) -> None:
+    """The loss and every term the method logs, by name, in both frameworks; with `norms`, the
+    gradient, parameter and update norms too (float64 only: in float32 the gradients of the lower
+    layers differ by the ReLU kinks the module docstring describes, and the norms with them)."""
     assert set(j_metrics) == set(t_metrics)
-    for name in set(t_metrics) - {"lr", "train_accuracy"}:
+    assert NORMS <= set(t_metrics)
+    for name in set(t_metrics) - {"lr", "train_accuracy"} - (set() if norms else NORMS):
         np.testing.assert_allclose(float(j_metrics[name]), float(t_metrics[name]), rtol=RTOL, err_msg=name)
 
 
@@ -158,7 +164,7 @@ def test_one_step_float64_grads_and_updates(backbone, overrides):
     with jax.enable_x64(True):
         initial, t_metrics, t_grads, t_after = _torch_step(config, images, labels, spec, mean, std, torch.float64)
         j_metrics, j_grads, j_after = _jax_step(config, initial, images, labels, labeled, spec, mean, std)
-    _assert_same_terms(j_metrics, t_metrics)
+    _assert_same_terms(j_metrics, t_metrics, norms=True)
     _assert_close(j_grads, t_grads, "gradients")
     before = {**initial, **{f"ema.{k}": v for k, v in initial.items()}}
     _assert_close(j_after, t_after, "updated params, BatchNorm running statistics and EMA", before=before)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import difflib
 import json
 import math
@@ -111,6 +112,10 @@ class TrainConfig:
     # fp32 | bf16: bfloat16 convolutions and dense layers on float32 master weights, optimizer
     # state, BatchNorm statistics and loss (docs/DESIGN.md section 8). Evaluation stays float32.
     precision: str = "fp32"
+    # Where else the metrics go (docs/logging.md); metrics.jsonl is always written.
+    tensorboard: bool = True  # event files in the run directory, where the tensorboard package is installed
+    wandb: str = ""  # a Weights & Biases project to log to; "": none (pip install 'sesemi[wandb]')
+    view_images: int = 4  # unlabeled images in the picture of the views at step 0 and each evaluation; 0: none
 
 
 @dataclass
@@ -335,6 +340,9 @@ def apply_overrides(config: Config, args: Iterable[str]) -> Config:
 
 def validate(config: Config) -> None:
     """Reject values no run can use, each with a message naming the key."""
+    if config.train.wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(f"train.wandb={config.train.wandb} needs Weights & Biases, which is not installed: "
+                          "pip install 'sesemi[wandb]', or drop train.wandb")
     for key, allowed in choices().items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
@@ -361,7 +369,7 @@ def validate(config: Config) -> None:
         **{key: value for key, value in _leaves(config.method, "method.").items()
            if isinstance(value, (int, float)) and not isinstance(value, bool)},
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
-        "augment.noise_std": config.augment.noise_std,
+        "augment.noise_std": config.augment.noise_std, "train.view_images": config.train.view_images,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -420,7 +428,7 @@ def flat_values(config: Config) -> dict[str, Any]:
 # data, the model or the optimizer state the checkpoints hold, or the schedule's length. How the
 # test set is evaluated (eval.tta) changes no training state either.
 RESUMABLE_KEYS = ("optim.lr", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                  "train.eval_batch_size", "eval.tta")
+                  "train.eval_batch_size", "eval.tta", "train.tensorboard", "train.wandb", "train.view_images")
 
 
 def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:

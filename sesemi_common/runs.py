@@ -8,6 +8,9 @@
     weights/        step_<N>.npz beside each checkpoint, and model.npz when the run ends: the
                     model in either framework's hands (sesemi_common/run_weights.py)
     verify.json     written by `sesemi verify`: the run's model evaluated in both frameworks
+    events.out.tfevents.*  TensorBoard event files: the scalars of metrics.jsonl and the views
+    views/          step_<N>.png: the views the method trains on, at step 0 and each evaluation
+    wandb_id.txt, wandb/   with train.wandb: the W&B run's id and wandb's own files
 
 The life of a run directory, as `state()` names it:
 
@@ -41,8 +44,10 @@ from .files import atomic_write
 # complete, torch's `step_<step>.pt` is renamed into place too. Temporary names match neither.
 _CHECKPOINT_NAME = re.compile(r"^(?:(\d+)|step_(\d+)\.pt)$")
 # What a run writes; `clear` removes exactly these, never anything else a user keeps in the folder.
-_RUN_FILES = ("config.json", "split.npz", "metrics.jsonl", "summary.json", "model.npz", "verify.json")
-_RUN_FOLDERS = ("checkpoints", "weights")
+_RUN_FILES = ("config.json", "split.npz", "metrics.jsonl", "summary.json", "model.npz", "verify.json",
+              "wandb_id.txt")
+_RUN_FOLDERS = ("checkpoints", "weights", "views", "wandb")
+_RUN_FILE_PATTERNS = ("events.out.tfevents.*",)
 
 
 class RunDirError(ValueError):
@@ -106,6 +111,9 @@ class RunDir:
         nothing else."""
         for name in _RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
+        for pattern in _RUN_FILE_PATTERNS:
+            for path in self.path.glob(pattern):
+                path.unlink(missing_ok=True)
         for name in _RUN_FOLDERS:
             if (self.path / name).is_dir():
                 shutil.rmtree(self.path / name)
@@ -154,6 +162,17 @@ class RunDir:
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write(self._created("metrics.jsonl"), lambda f: f.write(text.encode()))
+
+    @property
+    def views(self) -> Path:
+        return self.path / "views"
+
+    def write_views(self, step: int, png: bytes) -> Path:
+        """views/step_<step>.png, the picture of what the method trains on at `step`."""
+        self._created("views").mkdir(exist_ok=True)
+        path = self.views / f"step_{step:06d}.png"
+        atomic_write(path, lambda f: f.write(png))
+        return path
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         _write_json(self._created("summary.json"), dict(summary))

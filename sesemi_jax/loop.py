@@ -21,7 +21,7 @@ from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, distributed, methods, run_weights, tta
+from . import checkpoints, convert, distributed, methods, run_weights, tta, view_pictures
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
@@ -103,7 +103,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     # which `eval`, `verify` and the other framework compute from model.npz.
     predict_scores = tta.make_predict_scores(model.clone(dtype=None), config, exp.mean, exp.std, exp.zca, mesh)
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
-                      exp.steps_per_epoch, show_progress, writer=process.writer)
+                      exp.steps_per_epoch, show_progress, writer=process.writer, config=config)
 
     def evaluate(state: TrainState) -> float:
         scores = predict_scores(eval_variables(state, config), exp.dataset.test_images)
@@ -127,7 +127,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         last_record, last_accuracy = run_steps(
             log, config.train, ((step, None) for step in range(int(state.step), config.train.steps)),
             step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]), save=save,
-            saved_step=checkpoints.latest_step(exp.run.checkpoints))
+            saved_step=checkpoints.latest_step(exp.run.checkpoints),
+            pictures=view_pictures.make_pictures(method, config, exp.dataset.train_images, exp.labeled))
     finally:
         log.close()
     summary = progress.summary("jax", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,

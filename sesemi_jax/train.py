@@ -213,10 +213,20 @@ def train_step_on_spec(state: TrainState, data: DeviceData, spec: BatchSpec, *, 
     metrics = {"loss": loss, **terms, "lr": schedule(state.step),
                "train_accuracy": jnp.mean(jnp.argmax(sup_logits, -1) == labels)}
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics.update(norms(grads, state.params, new_state.params))
     decay = ema_decay(config)
     if decay:
         new_state = new_state.replace(ema=update_ema(state.ema, new_state, decay))
     return new_state, metrics
+
+
+def norms(grads, params, new_params) -> dict[str, jax.Array]:
+    """The L2 norms big_vision logs: of the gradient, of the parameters after the step, and of the
+    update the step made (new - old parameters, whatever the optimizer did to the gradient).
+    Device arrays: they travel with the other metrics, so the step does not sync with the host."""
+    update = jax.tree_util.tree_map(jnp.subtract, new_params, params)
+    return {"grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(new_params),
+            "update_norm": optax.global_norm(update)}
 
 
 def train_step(state: TrainState, data: DeviceData, *, method: Method, config: Config,

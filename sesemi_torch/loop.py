@@ -21,7 +21,7 @@ from sesemi_common.methods import images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, distributed, methods, run_weights, transforms, tta
+from . import checkpoints, convert, distributed, methods, run_weights, transforms, tta, view_pictures
 from .data import SpecSampler, batch_loader, to_device
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
@@ -118,7 +118,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         else [stream(step) for step in range(start, config.train.steps)]
     loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs, process)
     log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch,
-                      show_progress, writer=process.writer)
+                      show_progress, writer=process.writer, config=config)
 
     def evaluate() -> float | None:
         if not process.writer:  # the others go on to their next step and wait there
@@ -146,7 +146,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         with distributed.peer_failures(process):
             last_record, last_accuracy = run_steps(
                 log, config.train, enumerate(loader, start=start), step_fn, fetch=_fetch, evaluate=evaluate,
-                save=save, saved_step=checkpoints.latest_step(exp.run.checkpoints))
+                save=save, saved_step=checkpoints.latest_step(exp.run.checkpoints),
+                pictures=view_pictures.make_pictures(method, config, exp.dataset.train_images, exp.labeled))
     finally:
         log.close()
     summary = progress.summary("torch", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,

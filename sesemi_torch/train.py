@@ -135,13 +135,28 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
     lr = scheduler.get_last_lr()[0]
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
     optimizer.step()
     scheduler.step()
+    step_norms = norms(params, before)
     if ema is not None:  # the same update in every process: their parameters and buffers are equal
         ema.update_parameters(unwrap(model))
     train_accuracy = (sup_logits.argmax(-1) == labels).float().mean()
     return {"loss": total.detach(), **{k: torch.as_tensor(v).detach() for k, v in terms.items()},
-            "lr": torch.tensor(lr), "train_accuracy": train_accuracy.detach()}
+            "lr": torch.tensor(lr), "train_accuracy": train_accuracy.detach(), **step_norms}
+
+
+@torch.no_grad()
+def norms(params: list[torch.Tensor], before: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The L2 norms big_vision logs, after `optimizer.step()`: of the gradient, of the parameters,
+    and of the update the step made (new - old parameters, whatever the optimizer did to the
+    gradient). A parameter without a gradient (None) counts as a zero gradient, as in JAX."""
+    grads = [p.grad for p in params if p.grad is not None]
+    zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+    return {"grad_norm": torch.nn.utils.get_total_norm(grads) if grads else zero,
+            "param_norm": torch.nn.utils.get_total_norm(params),
+            "update_norm": torch.nn.utils.get_total_norm([p - b for p, b in zip(params, before)])}
 
 
 @torch.no_grad()

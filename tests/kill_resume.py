@@ -57,3 +57,26 @@ def comparable_metrics(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock speed, which no two runs share."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]
+
+
+def jsonl_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} of metrics.jsonl as the event files should hold them (float32)."""
+    import numpy as np
+    from sesemi_common.logging_sinks import scalar_values
+    tags: dict[str, list[tuple[int, float]]] = {}
+    for record in (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()):
+        for tag, value in scalar_values(record).items():
+            tags.setdefault(tag, []).append((record["step"], float(np.float32(value))))
+    return tags
+
+
+def event_accumulator(run_dir: Path):
+    """TensorBoard's own reader over every event file of the run directory, everything kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    return EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0}).Reload()
+
+
+def event_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} as TensorBoard shows them (a resumed run's purge applied)."""
+    events = event_accumulator(run_dir)
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

@@ -12,7 +12,8 @@ from sesemi_common.commands import load_classifier
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.progress import NonFiniteLossError
 from sesemi_common.runs import RunDir, RunDirError
-from tests.kill_resume import TINY, comparable_metrics, run_killed_then_resumed, run_uninterrupted
+from tests.kill_resume import (TINY, comparable_metrics, event_accumulator, event_scalars, jsonl_scalars,
+                               run_killed_then_resumed, run_uninterrupted)
 
 
 FIXMATCH_CONFIG = Path(__file__).resolve().parents[1] / "docs" / "fixmatch.json"
@@ -57,6 +58,12 @@ class LoopContract:
         assert 0.0 <= summary["final_test_accuracy"] <= 1.0
         assert run.read_summary()["framework"] == self.backend.name
         assert self.checkpoints.latest_step(run.checkpoints) == 24
+        assert {"grad_norm", "param_norm", "update_norm"} <= set(losses[0])
+        assert all(m["grad_norm"] > 0 and m["param_norm"] > 0 and m["update_norm"] > 0 for m in losses)
+        # Beside metrics.jsonl: the same scalars in TensorBoard, and the views at step 0 and each evaluation
+        assert event_scalars(run.path) == jsonl_scalars(run.path)
+        assert sorted(p.name for p in run.views.iterdir()) == ["step_000000.png", "step_000012.png", "step_000024.png"]
+        assert [e.step for e in event_accumulator(run.path).Images("views")] == [0, 12, 24]
 
 
     def test_the_paper_preset_trains(self, tmp_path):
@@ -123,7 +130,8 @@ class LoopContract:
         for key, value in state_dict.items():
             np.testing.assert_array_equal(value, from_checkpoint[key], err_msg=key)
         with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
-            self.fit(tiny("optim.lr=1e30", "optim.schedule=constant", *overrides), tmp_path / "nan",
+            self.fit(tiny("optim.lr=1e30", "optim.schedule=constant", "train.view_images=0", *overrides),
+                     tmp_path / "nan",
                      show_progress=False)
 
     @pytest.mark.parametrize("method", ["mean_teacher", "pi_model"])
@@ -159,6 +167,10 @@ class LoopContract:
         run_uninterrupted(self.cli_module, tmp_path / "straight")
         run_killed_then_resumed(self.cli_module, tmp_path / "killed", kill_after_step=12)
         assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
+        # TensorBoard continues the curves: the steps the killed run logged after its checkpoint
+        # (8) are purged, none is missing or twice
+        assert len(list((tmp_path / "killed").glob("events.out.tfevents.*"))) == 2
+        assert event_scalars(tmp_path / "killed") == jsonl_scalars(tmp_path / "killed")
         images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
         config = RunDir(tmp_path / "straight").read_config()
         straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
