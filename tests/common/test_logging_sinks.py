@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sesemi_common import logging_sinks
-from sesemi_common.config import Config, ConfigError, TrainConfig, apply_overrides
+from sesemi_common.config import Config, ConfigError, apply_overrides
 from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.runs import RunDir
 from sesemi_common.view_grid import picture_spec, view_grid, view_rows
