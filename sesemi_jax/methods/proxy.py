@@ -10,7 +10,7 @@ from . import LossInputs, Views
 
 
 def apply_views(images, params, config) -> Views:
-    padding, mode = crop_geometry(config.augment)
+    padding, mode = crop_geometry(config.augment, config.data.image_size)
     translated = transforms.apply_crop(images, params["offsets"], padding, mode)
     proxy = "rotation" if config.method.name == "rotation" else "rotate_flip"
     views, targets = transforms.proxy_views(translated, proxy)
