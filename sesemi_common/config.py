@@ -385,9 +385,6 @@ def _check_unlabeled(data: DataConfig) -> None:
                               f"join {', '.join(UNLABELED_SOURCES)} with '+', e.g. train+folder{hint}")
     if len(set(sources)) != len(sources):
         raise ConfigError(f"data.unlabeled={data.unlabeled} names a source twice: name each once")
-    if "folder" in sources and not data.unlabeled_root:
-        raise ConfigError(f"data.unlabeled={data.unlabeled} includes folder but data.unlabeled_root is empty: set it "
-                          "to a folder of images without classes")
     if data.unlabeled_root and "folder" not in sources:
         raise ConfigError(f"data.unlabeled_root is set but data.unlabeled={data.unlabeled} leaves its images out: "
                           "add folder (e.g. data.unlabeled=folder or train+folder), or clear data.unlabeled_root")

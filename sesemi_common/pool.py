@@ -65,6 +65,9 @@ def training_data(dataset: Dataset, data_cfg) -> TrainingData:
 
 
 def _folder_images(dataset: Dataset, data_cfg) -> np.ndarray:
+    if not data_cfg.unlabeled_root:  # checked here, not in the config, so a preset may leave it to the command line
+        raise DatasetError(f"data.unlabeled={data_cfg.unlabeled} includes folder but data.unlabeled_root is empty: "
+                           "set data.unlabeled_root to a folder of images without classes")
     _refuse_test_images(data_cfg)
     images = load_unlabeled_folder(data_cfg.unlabeled_root, data_cfg.image_size, resize.policy_for(data_cfg, True))
     _check_same_shape(images, dataset, f"unlabeled folder {data_cfg.unlabeled_root}")

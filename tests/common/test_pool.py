@@ -154,6 +154,9 @@ def test_bad_pools_are_one_line(tmp_path, private_cache):
     dataset = load_dataset(DataConfig(dataset="imagefolder", root=str(root), image_size=16))
     with pytest.raises(DatasetError, match=r"^data.unlabeled=split includes split, but t has no unlabeled split"):
         training_data(dataset, DataConfig(dataset="imagefolder", root=str(root), unlabeled="split"))
+    with pytest.raises(DatasetError, match=r"^data.unlabeled=train\+folder includes folder but data.unlabeled_root "
+                                           r"is empty: set data.unlabeled_root"):
+        training_data(dataset, DataConfig(dataset="imagefolder", root=str(root), unlabeled="train+folder"))
     with pytest.raises(DatasetError, match=r"test images never join the unlabeled pool"):
         training_data(dataset, DataConfig(dataset="imagefolder", root=str(root), unlabeled="folder",
                                           unlabeled_root=str(root)))
@@ -161,7 +164,6 @@ def test_bad_pools_are_one_line(tmp_path, private_cache):
 
 @pytest.mark.parametrize("overrides, message", [
     (["data.unlabeled=train+folders"], r"'folders' is not a source of the unlabeled pool; .*did you mean 'folder'"),
-    (["data.unlabeled=folder"], r"includes folder but data.unlabeled_root is empty"),
     (["data.unlabeled_root=/x"], r"data.unlabeled_root is set but data.unlabeled=train leaves its images out"),
     (["data.unlabeled=train+train"], r"names a source twice"),
     (["data.n_labels=-1"], r"'data.n_labels' must be zero or positive"),
