@@ -447,8 +447,8 @@ def decode_images(files: Sequence[str | Path], workers: int | None = None,
     (image_size, policy), each is brought to that size by `resize.fit` instead (in the workers).
 
     `workers` processes decode chunks in parallel (default: one per CPU, at most 8, and a
-    single in-process loop for fewer than 4,096 files, where starting processes costs more).
-    A file that cannot be used stops the decode after every chunk is done, so the error can
+    single in-process loop for fewer than 4,096 files, or 256 to be resized: there, starting
+    processes costs more than it saves). A file that cannot be used stops the decode after every chunk is done, so the error can
     say how many there are; none is skipped.
     """
     if not files:
@@ -459,9 +459,11 @@ def decode_images(files: Sequence[str | Path], workers: int | None = None,
     else:
         first, reference = (fit_to[0], fit_to[0]), None
     shape = (len(files), first[0], first[1], 3)
-    workers = workers or (min(_usable_cpus(), 8) if len(files) >= 4096 else 1)
+    enough = 4096 if fit_to is None else 256  # a photo to resize costs far more than a 32 px PNG
+    workers = workers or (min(_usable_cpus(), 8) if len(files) >= enough else 1)
+    chunk_size = 1024 if fit_to is None else 64
     decode_chunk = partial(_decode_files, reference=reference, fit_to=fit_to)
-    chunks = [list(files[i:i + 1024]) for i in range(0, len(files), 1024)]
+    chunks = [list(files[i:i + chunk_size]) for i in range(0, len(files), chunk_size)]
     if workers == 1:
         return _fill(np.empty(shape, dtype=np.uint8), map(decode_chunk, chunks))
     # spawn, not fork: the caller may have started JAX's or torch's threads, which fork can deadlock.

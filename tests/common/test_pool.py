@@ -220,3 +220,14 @@ def test_shifts_are_fractions_of_the_side():
     assert drawn["weak_offsets"].max() == 24 and drawn["weak_offsets"].min() == 0  # 2 x 12 px
     spec = HostStream(np.arange(4000), 4000, 4000, 4000, config.augment, seed=0, image_size=96)(0)
     assert spec.views["offsets"].max() == 12 and spec.sup_offsets.max() == 12
+
+
+@pytest.mark.slow  # starts worker processes
+def test_parallel_decode_resizes_in_the_workers_as_in_process(tmp_path, private_cache):
+    root = _folder(tmp_path / "u", [(20 + k, 30 - k) for k in range(6)])
+    files = sorted(str(p) for p in root.rglob("*.png"))
+    alone = datasets.decode_images(files, workers=1, fit_to=(16, "center_crop"))
+    np.testing.assert_array_equal(datasets.decode_images(files, workers=2, fit_to=(16, "center_crop")), alone)
+    (root / "a/b/3.png").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"^cannot decode image .*a/b/3.png"):
+        datasets.decode_images(files, workers=2, fit_to=(16, "center_crop"))
