@@ -231,3 +231,15 @@ def test_parallel_decode_resizes_in_the_workers_as_in_process(tmp_path, private_
     (root / "a/b/3.png").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match=r"^cannot decode image .*a/b/3.png"):
         datasets.decode_images(files, workers=2, fit_to=(16, "center_crop"))
+
+
+def test_an_archive_is_resized_only_when_asked():
+    rng = np.random.default_rng(0)
+    dataset = datasets.Dataset("cifar10", rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), np.arange(3),
+                               rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), np.arange(2), ["a", "b", "c"],
+                               rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
+    assert datasets.fit_arrays(dataset, 64, "none") is dataset
+    bigger = datasets.fit_arrays(dataset, 64, "center_crop")
+    assert bigger.train_images.shape == (3, 64, 64, 3) and bigger.test_images.shape == (2, 64, 64, 3)
+    assert bigger.unlabeled_images.shape == (4, 64, 64, 3)
+    np.testing.assert_array_equal(bigger.test_images[1], resize.fit(dataset.test_images[1], 64, "center_crop"))
