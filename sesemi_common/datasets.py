@@ -448,8 +448,8 @@ def decode_images(files: Sequence[str | Path], workers: int | None = None,
 
     `workers` processes decode chunks in parallel (default: one per CPU, at most 8, and a
     single in-process loop for fewer than 4,096 files, or 256 to be resized: there, starting
-    processes costs more than it saves). A file that cannot be used stops the decode after every chunk is done, so the error can
-    say how many there are; none is skipped.
+    processes costs more than it saves). A file that cannot be used stops the decode once every
+    chunk is done, so the error can say how many there are; none is skipped.
     """
     if not files:
         raise DatasetError("no image files to decode")
