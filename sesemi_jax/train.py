@@ -2,8 +2,8 @@
 
 Everything a step needs happens inside one jitted function: drawing the labeled and
 unlabeled indices (epoch permutations keyed by `fold_in(rng, step)`, the unlabeled ones walking
-the pool's indices), gathering uint8 images from the run's images that live on the device, augmentation, the method's views,
-both backbone calls, the loss, its gradient and the optimizer update. Nothing syncs with the
+the pool's indices), gathering uint8 images from the run's images that live on the device,
+augmentation, the method's views, both backbone calls, the loss, its gradient and the optimizer update. Nothing syncs with the
 host; metrics come back as device arrays that the loop fetches every `log_every` steps.
 The trainer knows no method: it runs the branches the method's registry entry declares,
 on the views its `apply_views` makes, and differentiates its `loss` (DESIGN.md section 7).
