@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from . import run_weights, tta
+from . import resize, run_weights, tta
 from .config import Config, ConfigError, apply_overrides, replace_dotted, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
 from .distributed import Process
@@ -218,7 +218,7 @@ def _predict(backend: Backend, run_dir: str, inputs: Sequence[str], out: str, st
     run = run_to_read(run_dir, f"sesemi-{backend.name}")
     config = _read_config(run, views)
     class_names = run.read_summary().get("class_names") or load_dataset(config.data).class_names
-    paths, images = read_images([Path(p) for p in inputs], config.data.image_size)
+    paths, images = read_images([Path(p) for p in inputs], config.data.image_size, resize.labeled_policy(config.data))
     classify, origin = load_classifier(backend, run, config, step)
     note(f"note: the model of step {origin['step']}, trained by {origin['trained_by']} ({origin['weights']})")
     probs = tta.class_probabilities(classify(images), config.eval.tta)

@@ -32,8 +32,10 @@ class DataConfig:
     # dataset folder (cifar, stl10: where the archive lives; svhn: holds the .mat files; imagefolder: has
     # train/ and test/)
     root: str = ""
-    image_size: int = 32  # digits are upscaled to this size; other datasets must already have it
-    n_labels: int = 100  # labeled training images in all, n_labels / num_classes per class
+    image_size: int = 32  # digits are upscaled to this size; others are brought to it by data.resize
+    # labeled training images in all, n_labels / num_classes per class; 0: every training image
+    # (a user's class folders that are all the labels there are)
+    n_labels: int = 100
     split_seed: int = 0
     download: bool = False  # cifar, stl10, svhn: fetch the official files when they are missing (MD5-checked)
     # The unlabeled pool (docs/DESIGN.md section 9): '+'-joined sources out of train (every training
@@ -41,7 +43,9 @@ class DataConfig:
     # split: STL-10 unlabeled, SVHN extra). Test images never join it.
     unlabeled: str = "train"
     unlabeled_root: str = ""  # a folder of images without classes, any nesting
-    resize: str = "none"  # none | center_crop | squash: how images of other sizes reach data.image_size
+    # auto | none | center_crop | squash: how images of other sizes reach data.image_size
+    # (sesemi_common/resize.py); auto is center_crop for folders of images, none for benchmark archives
+    resize: str = "auto"
 
 
 @dataclass
@@ -78,7 +82,9 @@ def method_config() -> Any:
 
 @dataclass
 class AugmentConfig:
-    crop: str = "translate"  # translate (reflect pad `translate` px) | pad_crop (zero pad 4, random crop)
+    # translate (reflect pad `translate` px) | pad_crop (zero pad `crop_padding`, random crop). Both
+    # are pixels at 32 px and scale with data.image_size, rounded (2 px at 32 = 1/16 of the side).
+    crop: str = "translate"
     translate: int = 2
     crop_padding: int = 4
     hflip: bool = True  # supervised branch only: flips are proxy labels on the self branch
@@ -187,7 +193,7 @@ def preset_names() -> tuple[str, ...]:
 
 CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder", "stl10", "svhn"),
-    "data.resize": ("none", "center_crop", "squash"),
+    "data.resize": ("auto", "none", "center_crop", "squash"),
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
     "augment.normalize": ("channel", "zca"),
@@ -356,8 +362,7 @@ def validate(config: Config) -> None:
         "optim.lr": config.optim.lr, "train.steps": config.train.steps,
         "train.batch_labeled": config.train.batch_labeled, "train.log_every": config.train.log_every,
         "train.eval_every": config.train.eval_every, "train.checkpoint_every": config.train.checkpoint_every,
-        "train.eval_batch_size": config.train.eval_batch_size, "data.n_labels": config.data.n_labels,
-        "data.image_size": config.data.image_size,
+        "train.eval_batch_size": config.train.eval_batch_size, "data.image_size": config.data.image_size,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -365,7 +370,7 @@ def validate(config: Config) -> None:
     non_negative = {
         "train.batch_unlabeled": config.train.batch_unlabeled, "optim.weight_decay": config.optim.weight_decay,
         "optim.momentum": config.optim.momentum, "optim.warmup_steps": config.optim.warmup_steps,
-        "train.ema_decay": config.train.ema_decay,
+        "train.ema_decay": config.train.ema_decay, "data.n_labels": config.data.n_labels,
         **{key: value for key, value in _leaves(config.method, "method.").items()
            if isinstance(value, (int, float)) and not isinstance(value, bool)},
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
@@ -378,6 +383,7 @@ def validate(config: Config) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
     _check_eval(config)
+    _check_unlabeled(config.data)
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {config.model.dropout}")
     spec = methods.get(config.method.name)
@@ -404,6 +410,29 @@ def _check_pretrained(model_cfg: ModelConfig) -> None:
             pretrained.check(model_cfg.weights, model_cfg.backbone)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+
+
+UNLABELED_SOURCES = ("train", "folder", "split")  # data.unlabeled, '+'-joined
+
+
+def unlabeled_sources(data: DataConfig) -> tuple[str, ...]:
+    """The sources of the unlabeled pool, in the order written (`train+folder` -> train, folder)."""
+    return tuple(part.strip() for part in data.unlabeled.split("+"))
+
+
+def _check_unlabeled(data: DataConfig) -> None:
+    sources = unlabeled_sources(data)
+    for source in sources:
+        if source not in UNLABELED_SOURCES:
+            close = difflib.get_close_matches(source, UNLABELED_SOURCES, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"data.unlabeled={data.unlabeled}: '{source}' is not a source of the unlabeled pool; "
+                              f"join {', '.join(UNLABELED_SOURCES)} with '+', e.g. train+folder{hint}")
+    if len(set(sources)) != len(sources):
+        raise ConfigError(f"data.unlabeled={data.unlabeled} names a source twice: name each once")
+    if data.unlabeled_root and "folder" not in sources:
+        raise ConfigError(f"data.unlabeled_root is set but data.unlabeled={data.unlabeled} leaves its images out: "
+                          "add folder (e.g. data.unlabeled=folder or train+folder), or clear data.unlabeled_root")
 
 
 TTA_CHOICES = (1, 8)  # eval.tta: views per test image

@@ -13,6 +13,13 @@ are used here; scikit-learn is imported lazily, for the digits only.
   `$SESEMI_CACHE_DIR` or `~/.cache/sesemi`; a changed source gets a fresh decode.
 - `digits`: scikit-learn's 1,797 real 8x8 handwritten digits, no download needed.
 - `stl10` / `svhn`: in their own modules (`stl10.py`, `svhn.py`), with the same download helpers.
+- `load_unlabeled_folder`: a folder of images without classes (the unlabeled pool's
+  `data.unlabeled_root`), any nesting, decoded and cached like an ImageFolder tree.
+
+Images of other sizes reach `data.image_size` by `data.resize` (sesemi_common/resize.py), once,
+at decode time; the policy and size are part of the cache key. A file that cannot be used
+(unreadable, empty, too small) stops the load: nothing is skipped, and the one-line error names
+the first such file and how many others there are (all listed in a file it names).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
+from . import resize
 from .files import atomic_write, create_temp
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -67,7 +75,8 @@ class Dataset:
 
 
 def load_dataset(data_cfg) -> Dataset:
-    """The dataset `data_cfg` (a `DataConfig`) names, with images of `data_cfg.image_size`."""
+    """The dataset `data_cfg` (a `DataConfig`) names, with images of `data_cfg.image_size`
+    (brought there by `data.resize`)."""
     name = data_cfg.dataset
     if name == "digits":
         return load_digits(data_cfg.image_size)
@@ -76,7 +85,8 @@ def load_dataset(data_cfg) -> Dataset:
     elif name == "imagefolder":
         if not data_cfg.root:
             raise DatasetError("data.root is empty: set data.root to a folder holding train/<class>/ and test/<class>/")
-        dataset = load_imagefolder(data_cfg.root)
+        policy = resize.policy_for(data_cfg, folder=True)
+        dataset = load_imagefolder(data_cfg.root, fit_to=None if policy == "none" else (data_cfg.image_size, policy))
     elif name == "stl10":
         from .stl10 import load_stl10
         dataset = load_stl10(_cifar_root(data_cfg.root), data_cfg.download)
@@ -87,8 +97,35 @@ def load_dataset(data_cfg) -> Dataset:
     else:
         raise DatasetError(f"unknown dataset '{name}': set data.dataset to one of digits, cifar10, cifar100, "
                            "imagefolder, stl10, svhn")
+    if name != "imagefolder":  # an archive's arrays; a folder was fitted while it was decoded
+        dataset = fit_arrays(dataset, data_cfg.image_size, resize.policy_for(data_cfg, folder=False))
     _check_image_size(dataset, data_cfg.image_size)
     return dataset
+
+
+def fit_arrays(dataset: Dataset, image_size: int, policy: str) -> Dataset:
+    """An archive's decoded arrays brought to `image_size` by `policy` (in memory, not cached:
+    a benchmark archive is already uniform, so this is one resize per image); `none` leaves
+    them for `_check_image_size`."""
+    if policy == "none" or dataset.train_images.shape[1:3] == (image_size, image_size):
+        return dataset
+
+    def fitted(images: np.ndarray | None, part: str) -> np.ndarray | None:
+        if images is None:
+            return None
+        return np.stack([_fit_or_fail(image, image_size, policy, f"{dataset.name} {part} image {i}")
+                         for i, image in enumerate(images)]) if len(images) else images
+
+    return Dataset(dataset.name, fitted(dataset.train_images, "train"), dataset.train_labels,
+                   fitted(dataset.test_images, "test"), dataset.test_labels, dataset.class_names,
+                   fitted(dataset.unlabeled_images, "unlabeled"))
+
+
+def _fit_or_fail(image: np.ndarray, size: int, policy: str, name: str) -> np.ndarray:
+    try:
+        return resize.fit(image, size, policy, name)
+    except resize.ResizeError as err:
+        raise DatasetError(str(err)) from None
 
 
 def cache_dir() -> Path:
@@ -336,29 +373,32 @@ def _read_batches(folder: Path, files: Sequence[str], labels_key: bytes) -> tupl
 # ---------------------------------------------------------------- ImageFolder
 
 
-def load_imagefolder(root: str | Path, workers: int | None = None) -> Dataset:
+def load_imagefolder(root: str | Path, workers: int | None = None,
+                     fit_to: tuple[int, str] | None = None) -> Dataset:
     """`root/train/<class>/...` and `root/test/<class>/...`, decoded once and then read from the cache.
 
     Every image is converted with Pillow's `convert("RGB")`: grayscale (L) is replicated to
     three channels, RGBA drops its alpha channel (no compositing), palette (P) images are
     expanded; 16-bit grayscale keeps the high byte of each value (see `_rgb_array`). Files are found recursively below each class folder and read in sorted path
-    order; files without an image extension are ignored. All images must have one size.
+    order; files without an image extension are ignored. `fit_to` = (image_size, policy) brings
+    every image to that size (`resize.fit`); without it all images must have one size.
     """
     root = Path(root).absolute()  # file paths are cut relative to it for the fingerprint
     class_names, train_files, test_files = list_tree(root)
     files = train_files + test_files
-    fingerprint = tree_fingerprint(root, files)
-    cached = _read_cache(root, fingerprint)
+    fingerprint = tree_fingerprint(root, files, fit_to)
+    cached = _read_cache(root, fingerprint, "imagefolder", lambda meta, images: (
+        {"class_names", "n_train"} <= meta.keys() and len(images) == len(meta["labels"])))
     if cached is not None:
         images, meta = cached
         class_names, n_train = meta["class_names"], meta["n_train"]
         labels = np.asarray(meta["labels"], dtype=np.int64)
     else:
-        images = decode_images([f.path for f in files], workers)
+        images = decode_images([f.path for f in files], workers, fit_to)
         labels = np.asarray([f.label for f in files], dtype=np.int64)
         n_train = len(train_files)
         _write_cache(root, fingerprint, images, {"class_names": class_names, "n_train": n_train,
-                                                 "labels": labels.tolist()})
+                                                 "labels": labels.tolist()}, "imagefolder")
     return Dataset(root.name, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], class_names)
 
 
@@ -412,9 +452,12 @@ def _scan(folder: str, label: int) -> Iterator[ImageFile]:
                 yield ImageFile(entry.path, label, stat.st_size, stat.st_mtime_ns)
 
 
-def tree_fingerprint(root: Path, files: Sequence[ImageFile]) -> str:
-    """Changes when any image is added, removed, renamed, rewritten or touched."""
+def tree_fingerprint(root: Path, files: Sequence[ImageFile], fit_to: tuple[int, str] | None = None) -> str:
+    """Changes when any image is added, removed, renamed, rewritten or touched, or when the
+    images are brought to another size or by another policy (`fit_to`)."""
     digest = hashlib.sha256(f"sesemi-imagefolder-v{CACHE_VERSION}\n".encode())
+    if fit_to is not None:  # none keeps the key of the trees cached before data.resize existed
+        digest.update(f"resize={fit_to[1]} size={fit_to[0]}\n".encode())
     prefix = len(str(root)) + 1
     for file in files:
         relative = file.path[prefix:].replace(os.sep, "/")
@@ -422,19 +465,29 @@ def tree_fingerprint(root: Path, files: Sequence[ImageFile]) -> str:
     return digest.hexdigest()
 
 
-def decode_images(files: Sequence[str | Path], workers: int | None = None) -> np.ndarray:
-    """uint8 (N, H, W, 3) of `files`, which must all have the size of the first.
+def decode_images(files: Sequence[str | Path], workers: int | None = None,
+                  fit_to: tuple[int, str] | None = None) -> np.ndarray:
+    """uint8 (N, H, W, 3) of `files`, which must all have the size of the first; with `fit_to` =
+    (image_size, policy), each is brought to that size by `resize.fit` instead (in the workers).
 
     `workers` processes decode chunks in parallel (default: one per CPU, at most 8, and a
-    single in-process loop for fewer than 4,096 files, where starting processes costs more).
+    single in-process loop for fewer than 4,096 files, or 256 to be resized: there, starting
+    processes costs more than it saves). A file that cannot be used stops the decode once every
+    chunk is done, so the error can say how many there are; none is skipped.
     """
     if not files:
         raise DatasetError("no image files to decode")
-    first = _open_rgb(files[0])
-    shape = (len(files), first.shape[0], first.shape[1], 3)
-    workers = workers or (min(_usable_cpus(), 8) if len(files) >= 4096 else 1)
-    decode_chunk = partial(_decode_files, reference=(files[0], first.shape[:2]))
-    chunks = [list(files[i:i + 1024]) for i in range(0, len(files), 1024)]
+    if fit_to is None:
+        first = _open_rgb(files[0]).shape[:2]
+        reference = (files[0], first)
+    else:
+        first, reference = (fit_to[0], fit_to[0]), None
+    shape = (len(files), first[0], first[1], 3)
+    enough = 4096 if fit_to is None else 256  # a photo to resize costs far more than a 32 px PNG
+    workers = workers or (min(_usable_cpus(), 8) if len(files) >= enough else 1)
+    chunk_size = 1024 if fit_to is None else 64
+    decode_chunk = partial(_decode_files, reference=reference, fit_to=fit_to)
+    chunks = [list(files[i:i + chunk_size]) for i in range(0, len(files), chunk_size)]
     if workers == 1:
         return _fill(np.empty(shape, dtype=np.uint8), map(decode_chunk, chunks))
     # spawn, not fork: the caller may have started JAX's or torch's threads, which fork can deadlock.
@@ -457,26 +510,52 @@ def _usable_cpus() -> int:
 
 
 def _fill(images: np.ndarray, chunks) -> np.ndarray:
-    start = 0
-    for chunk in chunks:
+    start, failures = 0, []
+    for chunk, chunk_failures in chunks:
         images[start:start + len(chunk)] = chunk
         start += len(chunk)
+        failures += chunk_failures
+    if failures:
+        raise DatasetError(failures[0] + _more_failures(failures))
     return images
 
 
-def _decode_files(files: Sequence[str | Path], reference: tuple[str | Path, tuple[int, int]]) -> np.ndarray:
-    reference_file, (height, width) = reference
-    out = np.empty((len(files), height, width, 3), dtype=np.uint8)
+def _more_failures(failures: list[str]) -> str:
+    """'' for one failure; else how many more, all of them written to a list the message names."""
+    if len(failures) == 1:
+        return ""
+    listing = cache_dir() / "unusable-images.txt"
+    try:
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("".join(f"{line}\n" for line in failures))
+    except OSError:
+        return f" ({len(failures) - 1} more files cannot be used either)"
+    return f" ({len(failures) - 1} more files cannot be used either; all are listed in {listing})"
+
+
+def _decode_files(files: Sequence[str | Path], reference: tuple[str | Path, tuple[int, int]] | None,
+                  fit_to: tuple[int, str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """(uint8 images, one message per file that cannot be used); unusable slots stay zero."""
+    height, width = reference[1] if fit_to is None else (fit_to[0], fit_to[0])
+    out = np.zeros((len(files), height, width, 3), dtype=np.uint8)
+    failures = []
     for i, path in enumerate(files):
-        image = _open_rgb(path)
-        if image.shape[:2] != (height, width):
-            raise DatasetError(f"{path} is {image.shape[1]}x{image.shape[0]} but {reference_file} is "
+        try:
+            image = _open_rgb(path)
+            image = image if fit_to is None else _fit_or_fail(image, fit_to[0], fit_to[1], path)
+        except DatasetError as err:
+            failures.append(str(err))
+            continue
+        if fit_to is None and image.shape[:2] != (height, width):
+            raise DatasetError(f"{path} is {image.shape[1]}x{image.shape[0]} but {reference[0]} is "
                                f"{width}x{height}: all images of a dataset must have one size; resize them")
         out[i] = image
-    return out
+    return out, failures
 
 
 def _open_rgb(path: str | Path) -> np.ndarray:
+    if os.path.getsize(path) == 0:
+        raise DatasetError(f"image {path} is empty (0 bytes): replace or delete the file")
     try:
         with Image.open(path) as image:
             return _rgb_array(image, path)
@@ -514,30 +593,31 @@ def _rgb_array(image: Image.Image, path: str | Path) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def _cache_stem(root: Path) -> str:
-    """One cache entry per source folder; its fingerprint is part of the name."""
+def _cache_stem(root: Path, kind: str) -> str:
+    """One cache entry per source folder and kind (imagefolder, unlabeled); its fingerprint is part
+    of the name."""
     where = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
-    return f"imagefolder-{root.resolve().name}-{where}"
+    return f"{kind}-{root.resolve().name}-{where}"
 
 
-def _read_cache(root: Path, fingerprint: str) -> tuple[np.ndarray, dict] | None:
-    base = cache_dir() / f"{_cache_stem(root)}-{fingerprint[:16]}"
+def _read_cache(root: Path, fingerprint: str, kind: str, usable) -> tuple[np.ndarray, dict] | None:
+    """(images, meta) of the cache entry of `fingerprint`, if `usable(meta, images)`; else None."""
+    base = cache_dir() / f"{_cache_stem(root, kind)}-{fingerprint[:16]}"
     try:
         meta = json.loads(base.with_suffix(".json").read_text())
         if meta.get("fingerprint") != fingerprint:
             return None
         images = np.load(base.with_suffix(".npy"), allow_pickle=False)
-        usable = ({"class_names", "n_train"} <= meta.keys() and images.dtype == np.uint8 and images.ndim == 4
-                  and len(images) == len(meta["labels"]))
+        ok = images.dtype == np.uint8 and images.ndim == 4 and usable(meta, images)
     except (OSError, ValueError, KeyError, TypeError):  # missing, torn or foreign: decode again
         return None
-    return (images, meta) if usable else None
+    return (images, meta) if ok else None
 
 
-def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict) -> None:
+def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict, kind: str) -> None:
     """Images first, then the JSON that vouches for them; each through a temp file and os.replace."""
     folder = cache_dir()
-    stem = _cache_stem(root)
+    stem = _cache_stem(root, kind)
     base = folder / f"{stem}-{fingerprint[:16]}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -553,14 +633,42 @@ def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict) -
             stale.unlink(missing_ok=True)
 
 
+# ---------------------------------------------------------------- a folder of unlabeled images
+
+
+def load_unlabeled_folder(root: str | Path, image_size: int, policy: str, workers: int | None = None) -> np.ndarray:
+    """uint8 (M, image_size, image_size, 3) of every image below `root` (any nesting, any names;
+    sorted path order; hidden files and files without an image extension are ignored), brought to
+    the size by `policy` (`resize.fit`), decoded once and then read from the cache."""
+    root = Path(root).absolute()
+    if not root.is_dir():
+        raise DatasetError(f"data.unlabeled_root {root} is not a folder: set it to a folder of images without classes")
+    files = sorted(_scan(str(root), -1), key=lambda f: f.path.split(os.sep))
+    if not files:
+        raise DatasetError(f"unlabeled folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images, "
+                           "or leave folder out of data.unlabeled")
+    fit_to = None if policy == "none" else (image_size, policy)
+    fingerprint = tree_fingerprint(root, files, fit_to)
+    cached = _read_cache(root, fingerprint, "unlabeled", lambda meta, images: meta["count"] == len(images))
+    if cached is not None:
+        return cached[0]
+    images = decode_images([f.path for f in files], workers, fit_to)
+    if images.shape[1:3] != (image_size, image_size):
+        raise DatasetError(f"the images of unlabeled folder {root} are {images.shape[2]}x{images.shape[1]} but "
+                           f"data.image_size is {image_size}: set data.resize=center_crop (or squash)")
+    _write_cache(root, fingerprint, images, {"count": len(images)}, "unlabeled")
+    return images
+
+
 # ---------------------------------------------------------------- images for prediction
 
 
-def read_images(inputs: Sequence[str | Path], image_size: int) -> tuple[list[Path], np.ndarray]:
+def read_images(inputs: Sequence[str | Path], image_size: int, policy: str = "none") -> tuple[list[Path], np.ndarray]:
     """Image files, and folders searched recursively, as uint8 (N, image_size, image_size, 3).
 
-    Images of another size are resized (bilinear, aspect ratio not kept) so any photo can be
-    classified; the paths come back in the order of the images.
+    Images of another size are brought to it by the run's `policy` (`resize.fit`); with `none`
+    (the run's images all had the size) they are squashed (bilinear, aspect ratio not kept) so
+    any photo can still be classified. The paths come back in the order of the images.
     """
     files: list[Path] = []
     for item in map(Path, inputs):
@@ -575,7 +683,7 @@ def read_images(inputs: Sequence[str | Path], image_size: int) -> tuple[list[Pat
     images = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
     for i, path in enumerate(files):
         image = _open_rgb(path)
-        if image.shape[:2] != (image_size, image_size):
+        if policy == "none" and image.shape[:2] != (image_size, image_size):
             image = np.asarray(Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR))
-        images[i] = image
+        images[i] = _fit_or_fail(image, image_size, policy, path)
     return files, images

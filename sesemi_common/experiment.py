@@ -17,6 +17,7 @@ from .config import Config, ConfigError, resume_changes
 from .datasets import Dataset, load_dataset
 from .distributed import Process
 from .methods import unlabeled_batch
+from .pool import TrainingData, training_data
 from .runs import RunDir, RunDirError, note
 from .sampling import check_batch_sizes
 from .splits import labeled_indices
@@ -33,6 +34,8 @@ class Experiment:
     mean: np.ndarray  # (C,) float32, 0..1 scale
     std: np.ndarray
     zca: tuple[np.ndarray, np.ndarray] | None = None  # (mean (D,), matrix (D, D)) with augment.normalize=zca
+    # The images the trainers index (training images, then the pool's own) and the unlabeled pool.
+    training: TrainingData | None = None
 
     @property
     def num_classes(self) -> int:
@@ -59,20 +62,21 @@ def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: 
     if process.writer:
         changes = check_resumable(run, config) if resume else check_startable(run)
     dataset = dataset if dataset is not None else load_dataset(config.data)
+    training = training_data(dataset, config.data)
     if resume:
-        return _resumed(config, run, dataset, changes, process)
-    labeled = check_new_run(config, dataset)
-    mean, std = channel_stats(dataset.train_images)
+        return _resumed(config, run, dataset, changes, process, training)
+    labeled = check_new_run(config, dataset, training)
+    mean, std = channel_stats(dataset.train_images)  # the training images': the pool's own do not count
     zca = whitening_statistics(config, dataset, process)
     if not process.writer:
-        return Experiment(config, run, dataset, labeled, mean, std, zca)
+        return Experiment(config, run, dataset, labeled, mean, std, zca, training)
     if run.state() == "unfinished":
         note(f"note: {run.path} held an unfinished start (no checkpoint, no summary): replacing it")
         run.clear()
     run.write_config(config)
     zca_arrays = {} if zca is None else {"zca_mean": zca[0], "zca_matrix": zca[1]}
-    run.write_split(labeled, mean=mean, std=std, **zca_arrays, **data_fingerprint(dataset, labeled))
-    return Experiment(config, run, dataset, labeled, mean, std, zca)
+    run.write_split(labeled, mean=mean, std=std, **zca_arrays, **data_fingerprint(dataset, labeled, training))
+    return Experiment(config, run, dataset, labeled, mean, std, zca, training)
 
 
 def whitening_statistics(config: Config, dataset: Dataset,
@@ -90,12 +94,12 @@ def whitening_statistics(config: Config, dataset: Dataset,
     return zca_statistics(dataset.train_images)
 
 
-def check_new_run(config: Config, dataset: Dataset) -> np.ndarray:
-    """The labeled split of a new run, once its batch sizes are known to fit the data."""
+def check_new_run(config: Config, dataset: Dataset, training: TrainingData | None = None) -> np.ndarray:
+    """The labeled split of a new run, once its batch sizes are known to fit the data and its pool."""
+    training = training or training_data(dataset, config.data)
     labeled = labeled_indices(dataset.train_labels, config.data.n_labels, len(dataset.class_names),
                               config.data.split_seed)
-    check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled),
-                      len(dataset.train_images))
+    check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled), len(training.pool))
     return labeled
 
 
@@ -125,16 +129,16 @@ def check_resumable(run: RunDir, config: Config) -> dict:
     return resume_changes(run.read_config(), config)
 
 
-def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict, process: Process) -> Experiment:
+def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict, process: Process,
+             training: TrainingData) -> Experiment:
     split = run.read_split()
     if process.writer:
-        check_same_data(run, split, dataset)
+        check_same_data(run, split, dataset, training)
     labeled = split["labeled"]
     if len(labeled) and labeled.max() >= len(dataset.train_labels):  # a run without a fingerprint
         raise ConfigError(f"{run.path}/split.npz names training image {labeled.max()} but the data has only "
                           f"{len(dataset.train_labels)}: put back the data the run started with, or start a new run")
-    check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled),
-                      len(dataset.train_images))
+    check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled), len(training.pool))
     if "mean" in split:  # the statistics the run started with, so the resumed steps see the same inputs
         mean, std = split["mean"], split["std"]
     else:
@@ -146,7 +150,7 @@ def _resumed(config: Config, run: RunDir, dataset: Dataset, changes: dict, proce
         run.write_config(config)
         listed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changes.items())
         note(f"note: resuming {run.path} with {listed} (recorded in its config.json)")
-    return Experiment(config, run, dataset, labeled, mean, std, zca)
+    return Experiment(config, run, dataset, labeled, mean, std, zca, training)
 
 
 # ---------------------------------------------------------------- the data a run started with
@@ -156,19 +160,24 @@ def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def data_fingerprint(dataset: Dataset, labeled: np.ndarray) -> dict[str, np.ndarray]:
+def data_fingerprint(dataset: Dataset, labeled: np.ndarray, training: TrainingData) -> dict[str, np.ndarray]:
     """What a resumed run must find unchanged, as extras of split.npz.
 
     The number of training images, the training labels in order, and the bytes of the labeled
     images: enough to catch images removed, added, moved between classes or edited under the
-    labeled split, at the cost of one pass over the labels and the labeled images.
+    labeled split, at the cost of one pass over the labels and the labeled images. The pool: its
+    size and the bytes of its own images (an unlabeled folder, a dataset's unlabeled split); the
+    config (data.unlabeled, data.unlabeled_root, data.resize) names its sources.
     """
     return {"data_n_train": np.int64(len(dataset.train_labels)),
             "data_labels_sha256": np.asarray(_sha256(np.asarray(dataset.train_labels, np.int64))),
-            "data_labeled_sha256": np.asarray(_sha256(dataset.train_images[labeled]))}
+            "data_labeled_sha256": np.asarray(_sha256(dataset.train_images[labeled])),
+            "data_pool_n": np.int64(len(training.pool)),
+            "data_pool_sha256": np.asarray(_sha256(training.pool_images))}
 
 
-def check_same_data(run: RunDir, split: dict[str, np.ndarray], dataset: Dataset) -> None:
+def check_same_data(run: RunDir, split: dict[str, np.ndarray], dataset: Dataset,
+                    training: TrainingData | None = None) -> None:
     """Refuse to resume on data other than the run started with; warn for runs without a fingerprint."""
     if "data_n_train" not in split:
         note(f"warning: {run.path} was started before sesemi saved a fingerprint of its data: resuming without "
@@ -185,3 +194,11 @@ def check_same_data(run: RunDir, split: dict[str, np.ndarray], dataset: Dataset)
     if _sha256(dataset.train_images[split["labeled"]]) != str(split["data_labeled_sha256"]):
         raise ConfigError(f"the labeled training images changed since {run.path} started (same count and "
                           f"labels, other pixels); {fix}")
+    if training is None or "data_pool_n" not in split:  # runs started before the pool had a fingerprint
+        return
+    if len(training.pool) != int(split["data_pool_n"]):
+        raise ConfigError(f"the unlabeled pool changed since {run.path} started: it has {len(training.pool)} images, "
+                          f"the run started with {int(split['data_pool_n'])}; {fix}")
+    if _sha256(training.pool_images) != str(split["data_pool_sha256"]):
+        raise ConfigError(f"the unlabeled pool's images changed since {run.path} started (same count, other "
+                          f"pixels); {fix}")

@@ -95,7 +95,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         state = checkpoints.restore(exp.run.checkpoints, state)
         if process.writer:
             exp.run.truncate_metrics(int(state.step))
-    data = device_data(exp.dataset.train_images, exp.dataset.train_labels, exp.labeled, exp.mean, exp.std, exp.zca)
+    data = device_data(exp.training.images, exp.training.labels, exp.labeled, exp.mean, exp.std, exp.zca,
+                       exp.training.pool)
     data = distributed.replicated(data, mesh)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers

@@ -1,9 +1,9 @@
 """The pure, jit-compiled training step in JAX: state in, state and metrics out.
 
 Everything a step needs happens inside one jitted function: drawing the labeled and
-unlabeled indices (epoch permutations keyed by `fold_in(rng, step)`), gathering uint8
-images from the training set that lives on the device, augmentation, the method's views,
-both backbone calls, the loss, its gradient and the optimizer update. Nothing syncs with the
+unlabeled indices (epoch permutations keyed by `fold_in(rng, step)`, the unlabeled ones walking
+the pool's indices), gathering uint8 images from the run's images that live on the device,
+augmentation, the method's views, both backbone calls, the loss, its gradient and the optimizer update. Nothing syncs with the
 host; metrics come back as device arrays that the loop fetches every `log_every` steps.
 The trainer knows no method: it runs the branches the method's registry entry declares,
 on the views its `apply_views` makes, and differentiates its `loss` (docs/DESIGN.md section 7).
@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from sesemi_common.config import Config, ConfigError
 from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay, unlabeled_batch, view_batch
 from sesemi_common.methods import knobs as method_knobs
+from sesemi_common.pool import labels_known
 from sesemi_common.sampling import BatchSpec, crop_geometry
 from sesemi_common.stats import normalization_table
 
@@ -45,20 +46,24 @@ class TrainState(train_state.TrainState):
 
 @struct.dataclass
 class DeviceData:
-    """The training set on the device, as uint8, plus what the step needs to read it."""
+    """The run's images on the device (the training images, then the pool's own), as uint8, plus
+    what the step needs to read them."""
 
     images: jax.Array  # (N, H, W, C) uint8
-    labels: jax.Array  # (N,) int32
+    labels: jax.Array  # (N,) int32 (-1 for the pool's own images)
     labeled: jax.Array  # (L,) int32 indices of the labeled split
     norm_table: jax.Array  # (C, 256) float32 normalized value of each pixel level (`normalization_table`)
     zca: Any = None  # None, or (mean (D,), matrix (D, D)) float32: GCN + ZCA replaces the table
+    pool: Any = None  # (P,) int32 indices of the unlabeled pool; None: every image (today's protocol)
 
 
 def device_data(images: np.ndarray, labels: np.ndarray, labeled: np.ndarray,
-                mean: np.ndarray, std: np.ndarray, zca: tuple[np.ndarray, np.ndarray] | None = None) -> DeviceData:
+                mean: np.ndarray, std: np.ndarray, zca: tuple[np.ndarray, np.ndarray] | None = None,
+                pool: np.ndarray | None = None) -> DeviceData:
     return DeviceData(jnp.asarray(images, jnp.uint8), jnp.asarray(labels, jnp.int32),
                       jnp.asarray(labeled, jnp.int32), jnp.asarray(normalization_table(mean, std)),
-                      None if zca is None else tuple(jnp.asarray(a, jnp.float32) for a in zca))
+                      None if zca is None else tuple(jnp.asarray(a, jnp.float32) for a in zca),
+                      None if pool is None else jnp.asarray(pool, jnp.int32))
 
 
 def create_state(model, variables: dict, tx: optax.GradientTransformation, seed: int,
@@ -93,18 +98,22 @@ def sample_spec(key: jax.Array, step: jax.Array, data: DeviceData, config: Confi
                 method: Method) -> BatchSpec:
     """The on-device twin of `sesemi_common.sampling.HostStream`."""
     batch_labeled, batch_unlabeled = config.train.batch_labeled, unlabeled_batch(config)
-    padding, _ = crop_geometry(config.augment)
+    padding, _ = crop_geometry(config.augment, config.data.image_size)
     labeled_key, unlabeled_key, aug_key = jax.random.split(key, 3)
     # The walk keys must not depend on the step, or each step would see another permutation.
     labeled_pos = _epoch_batch(labeled_key, step, batch_labeled, data.labeled.shape[0])
+    if data.pool is None:  # the pool is every image: positions are indices
+        unlabeled = _epoch_batch(unlabeled_key, step, batch_unlabeled, data.images.shape[0])
+    else:
+        unlabeled = data.pool[_epoch_batch(unlabeled_key, step, batch_unlabeled, data.pool.shape[0])]
     sup_crop_key, flip_key, views_key = jax.random.split(jax.random.fold_in(aug_key, step), 3)
     flips = transforms.sample_flip_params(flip_key, batch_labeled)
     return BatchSpec(
         labeled=data.labeled[labeled_pos],
-        unlabeled=_epoch_batch(unlabeled_key, step, batch_unlabeled, data.images.shape[0]),
+        unlabeled=unlabeled,
         sup_offsets=transforms.sample_crop_params(sup_crop_key, batch_labeled, padding),
         sup_flips=flips & config.augment.hflip,
-        views=sample_views(views_key, method.spec.view_params, batch_unlabeled, padding),
+        views=sample_views(views_key, method.spec.view_params, batch_unlabeled, padding, config.data.image_size),
     )
 
 
@@ -138,7 +147,7 @@ def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Conf
 
     With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise drawn
     from `noise_key` (the paper adds it to both branches, after augmentation)."""
-    padding, mode = crop_geometry(config.augment)
+    padding, mode = crop_geometry(config.augment, config.data.image_size)
     if config.augment.noise_std and noise_key is None:
         raise ValueError("augment.noise_std > 0 needs a noise_key to draw the input noise from")
 
@@ -155,8 +164,9 @@ def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Conf
         return x_sup, {}, {}
     views, targets = method.apply_views(data.images[spec.unlabeled], spec.views, config)
     # The unlabeled images' own labels, for logging only (e.g. a method's pseudo-label accuracy);
-    # no loss may train on them.
-    targets = {**targets, "true_labels": data.labels[spec.unlabeled]}
+    # no loss may train on them. A pool with images of its own has none to give.
+    if labels_known(config.data):
+        targets = {**targets, "true_labels": data.labels[spec.unlabeled]}
     return x_sup, {name: normalized(v, i) for i, (name, v) in enumerate(views.items(), start=1)}, targets
 
 

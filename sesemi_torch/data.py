@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sesemi_common.config import Config
 from sesemi_common.distributed import Process, local_slice
 from sesemi_common.methods import get, unlabeled_batch
-from sesemi_common.sampling import BatchSpec, check_batch_sizes, crop_geometry, epoch_positions
+from sesemi_common.sampling import BatchSpec, check_batch_sizes, crop_geometry, epoch_positions, pool_indices
 
 from . import transforms
 from .methods import sample_views
@@ -36,26 +36,28 @@ def _epoch_batch(seed: int, stream: int, step: int, batch: int, pool: int) -> to
 
 
 class SpecSampler(Sampler):
-    """Batch specs for steps `start_step ... total_steps - 1`, drawn with torch generators."""
+    """Batch specs for steps `start_step ... total_steps - 1`, drawn with torch generators. `pool`:
+    the indices of the unlabeled pool, or a count n for the first n images (the training set)."""
 
-    def __init__(self, labeled: np.ndarray, n_train: int, config: Config, start_step: int = 0):
-        check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled), n_train)
+    def __init__(self, labeled: np.ndarray, pool: int | np.ndarray, config: Config, start_step: int = 0):
+        self.pool = torch.as_tensor(pool_indices(pool))
+        check_batch_sizes(config.train.batch_labeled, unlabeled_batch(config), len(labeled), len(self.pool))
         self.labeled = torch.as_tensor(labeled, dtype=torch.int64)
-        self.n_train = n_train
         self.config = config
         self.start_step = start_step
 
     def spec(self, step: int) -> BatchSpec:
         config, seed = self.config, self.config.train.seed
         batch_labeled, batch_unlabeled = config.train.batch_labeled, unlabeled_batch(config)
-        padding, _ = crop_geometry(config.augment)
+        padding, _ = crop_geometry(config.augment, config.data.image_size)
         generator = _generator(seed, 2, step)
         sup_offsets = transforms.sample_crop_params(generator, batch_labeled, padding)
         flips = transforms.sample_flip_params(generator, batch_labeled) & config.augment.hflip
-        views = sample_views(generator, get(config.method.name).view_params, batch_unlabeled, padding)
+        views = sample_views(generator, get(config.method.name).view_params, batch_unlabeled, padding,
+                             config.data.image_size)
         return BatchSpec(
             labeled=self.labeled[_epoch_batch(seed, 0, step, batch_labeled, len(self.labeled))].numpy(),
-            unlabeled=_epoch_batch(seed, 1, step, batch_unlabeled, self.n_train).numpy(),
+            unlabeled=self.pool[_epoch_batch(seed, 1, step, batch_unlabeled, len(self.pool))].numpy(),
             sup_offsets=np.asarray(sup_offsets), sup_flips=np.asarray(flips),
             views={name: np.asarray(v) for name, v in views.items()})
 

@@ -114,9 +114,9 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     net = torch.compile(trained) if compile_model else trained  # shares the model's parameters and buffers
     mean, std = torch.from_numpy(exp.mean).to(device), torch.from_numpy(exp.std).to(device)
     zca = transforms.zca_tensors(exp.zca, device)
-    specs = SpecSampler(exp.labeled, len(exp.dataset.train_images), config, start) if stream is None \
+    specs = SpecSampler(exp.labeled, exp.training.pool, config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
-    loader = batch_loader(exp.dataset.train_images, exp.dataset.train_labels, specs, process)
+    loader = batch_loader(exp.training.images, exp.training.labels, specs, process)
     log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch,
                       show_progress, writer=process.writer, config=config)
 

@@ -20,6 +20,7 @@ from sesemi_common.config import Config
 from sesemi_common.distributed import Process
 from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay
 from sesemi_common.methods import knobs as method_knobs
+from sesemi_common.pool import labels_known
 from sesemi_common.sampling import crop_geometry
 
 from . import transforms
@@ -35,7 +36,7 @@ def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor
     is given. With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise
     from torch's global generator (the paper adds it to both branches, after augmentation); in one
     of several processes, `batch` is its chunk and gets its chunk of the global batch's noise."""
-    padding, mode = crop_geometry(config.augment)
+    padding, mode = crop_geometry(config.augment, config.data.image_size)
 
     def normalized(images: torch.Tensor) -> torch.Tensor:
         x = transforms.normalize_inputs(images, mean, std, zca)
@@ -51,8 +52,9 @@ def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor
         return x_sup, {}, {}
     views, targets = method.apply_views(batch["unlabeled_images"], batch["views"], config)
     # The unlabeled images' own labels, for logging only (e.g. a method's pseudo-label accuracy);
-    # no loss may train on them.
-    targets = {**targets, "true_labels": batch["unlabeled_labels"]}
+    # no loss may train on them. A pool with images of its own has none to give.
+    if labels_known(config.data):
+        targets = {**targets, "true_labels": batch["unlabeled_labels"]}
     return x_sup, {name: normalized(v) for name, v in views.items()}, targets
 
 

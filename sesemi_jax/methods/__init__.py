@@ -22,6 +22,7 @@ import jax
 
 from sesemi_common import methods as registry
 from sesemi_common.config import Config
+from sesemi_common.sampling import REFERENCE_SIZE, view_shift
 
 from .. import randaugment, transforms
 
@@ -52,7 +53,7 @@ def load(config: Config) -> Method:
 
 
 def sample_views(key: jax.Array, params: tuple[registry.ViewParam, ...], n: int,
-                 padding: int) -> dict[str, jax.Array]:
+                 padding: int, image_size: int = REFERENCE_SIZE) -> dict[str, jax.Array]:
     """The view parameters the registry declares, for `n` unlabeled images. The first uses
     `key` itself and the others `fold_in(key, i)`, so SESEMI's translation is drawn as
     before methods were plug-ins."""
@@ -60,7 +61,7 @@ def sample_views(key: jax.Array, params: tuple[registry.ViewParam, ...], n: int,
     for i, param in enumerate(params):
         param_key = key if i == 0 else jax.random.fold_in(key, i)
         if param.kind == "crop":
-            shift = padding if param.padding is None else param.padding
+            shift = view_shift(param, padding, image_size)
             drawn[param.name] = transforms.sample_crop_params(param_key, n, shift)
         elif param.kind == "flip":
             drawn[param.name] = transforms.sample_flip_params(param_key, n)

@@ -10,19 +10,21 @@ import jax
 import jax.numpy as jnp
 
 from sesemi_common.methods import FIXMATCH_SHIFT
+from sesemi_common.sampling import scaled_shift
 
 from .. import losses, randaugment, transforms
 from . import LossInputs, Views
 
 
-def _flip_translate(images, offsets, flips):
-    return transforms.apply_hflip(transforms.apply_crop(images, offsets, FIXMATCH_SHIFT, "reflect"), flips)
+def _flip_translate(images, offsets, flips, shift):
+    return transforms.apply_hflip(transforms.apply_crop(images, offsets, shift, "reflect"), flips)
 
 
 def apply_views(images, params, config) -> Views:
     """View `weak`: flip + translate; view `strong`: another flip + translate, then RandAugment and Cutout."""
-    weak = _flip_translate(images, params["weak_offsets"], params["weak_flips"])
-    strong = randaugment.apply(_flip_translate(images, params["strong_offsets"], params["strong_flips"]),
+    shift = scaled_shift(FIXMATCH_SHIFT, config.data.image_size)  # 4 px at 32: 1/8 of the side
+    weak = _flip_translate(images, params["weak_offsets"], params["weak_flips"], shift)
+    strong = randaugment.apply(_flip_translate(images, params["strong_offsets"], params["strong_flips"], shift),
                                params["strong_ops"], params["strong_magnitudes"], params["strong_cutout"])
     return {"weak": weak, "strong": strong}, {}
 

@@ -28,6 +28,7 @@ import torch
 
 from sesemi_common import methods as registry
 from sesemi_common.config import Config
+from sesemi_common.sampling import REFERENCE_SIZE, view_shift
 
 from .. import randaugment, transforms
 
@@ -58,12 +59,12 @@ def load(config: Config) -> Method:
 
 
 def sample_views(generator: torch.Generator | None, params: tuple[registry.ViewParam, ...], n: int,
-                 padding: int) -> dict[str, torch.Tensor]:
+                 padding: int, image_size: int = REFERENCE_SIZE) -> dict[str, torch.Tensor]:
     """The view parameters the registry declares, for `n` unlabeled images, drawn in order."""
     drawn = {}
     for param in params:
         if param.kind == "crop":
-            shift = padding if param.padding is None else param.padding
+            shift = view_shift(param, padding, image_size)
             drawn[param.name] = transforms.sample_crop_params(generator, n, shift)
         elif param.kind == "flip":
             drawn[param.name] = transforms.sample_flip_params(generator, n)

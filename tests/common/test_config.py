@@ -180,5 +180,5 @@ def test_a_config_from_before_the_eval_section_loads_and_resumes_with_tta(tmp_pa
 
 def test_an_unknown_config_names_the_presets(tmp_path):
     with pytest.raises(ConfigError, match=r"config file papr does not exist: pass the path of a JSON config or "
-                                          r"a preset \(demo, fixmatch, paper, tiny\)"):
+                                          r"a preset \(demo, fixmatch, own_data, paper, tiny\)"):
         Config.load("papr")

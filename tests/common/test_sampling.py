@@ -60,5 +60,5 @@ def test_crop_geometry():
 def test_batch_larger_than_labeled_set_is_an_error():
     with pytest.raises(ConfigError, match=r"train.batch_labeled \(96\) is larger than the labeled set \(40 images\)"):
         check_batch_sizes(96, 16, 40, 1000)
-    with pytest.raises(ConfigError, match=r"train.batch_unlabeled \(16\) is larger than the training set"):
+    with pytest.raises(ConfigError, match=r"train.batch_unlabeled \(16\) is larger than the unlabeled pool \(10 images"):
         check_batch_sizes(8, 16, 10, 10)
