@@ -46,4 +46,4 @@ def test_unknown_dataset_name():
     with pytest.raises(DatasetError) as info:
         load_dataset(DataConfig(dataset="mnist"))
     assert str(info.value) == ("unknown dataset 'mnist': set data.dataset to one of digits, cifar10, cifar100, "
-                               "imagefolder")
+                               "imagefolder, stl10, svhn")
