@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--models resnet20,wrn28_2,resnet18] [--variants jax,torch_eager,...]
         [--precisions fp32,bf16] [--host-devices N] [--threads N] [--repeats 7] [--steps-per-repeat 5]
-        [--warmup 3] [--device cpu|cuda] [--json PATH]
+        [--warmup 3] [--image-size 32] [--device cpu|cuda] [--json PATH]
     python benchmarks/throughput.py --profile [--models resnet20] [--precisions fp32,bf16] [--host-devices 2]
 
 Variants (all run the trainers' own code, nothing re-implemented):
@@ -90,7 +90,7 @@ ENDLESS = 10**6  # train.steps: the samplers and schedules never run out during 
 
 @dataclass
 class Synthetic:
-    images: np.ndarray  # (N, 32, 32, 3) uint8
+    images: np.ndarray  # (N, S, S, 3) uint8, S = --image-size
     labels: np.ndarray  # (N,) int64
     labeled: np.ndarray  # sorted indices of the labeled split
     mean: np.ndarray
@@ -115,7 +115,8 @@ class Variant:
 # ----------------------------------------------------------------------------- setting
 def make_config(backbone: str, method: str, precision: str, args: argparse.Namespace) -> Config:
     return Config.from_dict({
-        "data": {"n_labels": args.labeled},
+        # image_size follows the synthetic images so the step's shifts scale with the side (section 9)
+        "data": {"n_labels": args.labeled, "image_size": args.image_size},
         "model": {"backbone": backbone},
         "method": {"name": method},
         "train": {"steps": ENDLESS, "batch_labeled": args.batch_labeled, "batch_unlabeled": args.batch_unlabeled,
@@ -123,9 +124,9 @@ def make_config(backbone: str, method: str, precision: str, args: argparse.Names
     })
 
 
-def synthetic_data(n_images: int, n_labeled: int, seed: int = 0) -> Synthetic:
+def synthetic_data(n_images: int, n_labeled: int, image_size: int = 32, seed: int = 0) -> Synthetic:
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (n_images, image_size, image_size, 3), dtype=np.uint8)
     labels = np.arange(n_images, dtype=np.int64) % NUM_CLASSES
     mean, std = channel_stats(images)
     return Synthetic(images, labels, labeled_indices(labels, n_labeled, NUM_CLASSES, seed), mean, std)
@@ -140,7 +141,8 @@ def first_line(err: BaseException) -> str:
 def _jax_state(config: Config, method):
     model = jax_models.make_model(config.model.backbone, NUM_CLASSES, method.spec.heads, config.model.dropout,
                                   config.train.precision)
-    variables = jax_models.init_variables(model, jax.random.PRNGKey(config.train.seed), 32)
+    variables = jax_models.init_variables(model, jax.random.PRNGKey(config.train.seed),
+                                           config.data.image_size)
     tx = jax_optim.make_optimizer(config.optim, config.train.steps)
     return jax_train.create_state(model, variables, tx, config.train.seed, ema_decay(config))
 
@@ -482,6 +484,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first (compilation)")
     parser.add_argument("--batch-labeled", type=int, default=96)
     parser.add_argument("--batch-unlabeled", type=int, default=16, help="each expanded to 6 proxy views")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="side of the synthetic images in px (data.image_size follows: shifts scale), e.g. 96")
     parser.add_argument("--images", type=int, default=2000, help="synthetic training images (10 classes)")
     parser.add_argument("--labeled", type=int, default=1000, help="of which labeled")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (JAX: its default backend)")
@@ -491,6 +495,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.precisions = names(args.precisions, PRECISIONS, "--precisions", parser)
     if args.repeats < 1 or args.steps_per_repeat < 1 or args.warmup < 1:
         parser.error("--repeats, --steps-per-repeat and --warmup must be at least 1 (warm-up compiles)")
+    if args.image_size < 8:
+        parser.error(f"--image-size must be at least 8 px, got {args.image_size}")
     if args.host_devices < 0:
         parser.error("--host-devices must be 0 (as JAX starts) or a device count")
     return args
@@ -525,7 +531,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = torch.device(args.device)
     setting = describe_setting(args, device)
     print(", ".join(f"{k}={v}" for k, v in setting.items()), flush=True)
-    synthetic = synthetic_data(args.images, args.labeled)
+    synthetic = synthetic_data(args.images, args.labeled, args.image_size)
     if args.profile:
         results = profile(args, synthetic)
         if args.json:
@@ -544,7 +550,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             input_s = measure(variants, pipelines, args)
             rows += rows_for(name, variants, input_s, images_per_step(configs[0]), setting)
     setting["load_average_after"] = os.getloadavg()
-    print(f"\n{args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x each method's views per step; median of "
+    print(f"\n{args.image_size} px, {args.batch_labeled} labeled + {args.batch_unlabeled} unlabeled x each method's views per "
+          f"step; median of "
           f"{args.repeats} x {args.steps_per_repeat} steps; load average before {setting['load_average_before']}, "
           f"after {setting['load_average_after']}\n")
     print(markdown(rows))
