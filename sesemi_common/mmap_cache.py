@@ -15,6 +15,7 @@ truncated between the stat and the read itself is not caught: that read dies wit
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -135,8 +136,13 @@ def cached_copy(images: np.ndarray, folder: str | Path) -> ImageFile:
     for start in range(0, len(images), CHUNK):
         digest.update(np.ascontiguousarray(images[start:start + CHUNK]).tobytes())
     path = Path(folder) / f"images-{digest.hexdigest()[:16]}.npy"
-    if not (path.exists() and sidecar(path).exists()):
-        save_images(path, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Several processes of one run (torchrun, jax.distributed) ask at once: one writes, the others
+    # wait for it and map its file.
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path.exists() and sidecar(path).exists()):
+            save_images(path, images)
     return ImageFile(path)
 
 
