@@ -7,7 +7,7 @@ go back to the file as the kernel sees fit. Reading maps the file (`np.load(mmap
 the rows a step gathers are read from disk.
 
 A JSON sidecar vouches for the file: its shape, its size and mtime when written, and a hash of
-a few sampled rows. `open_images` checks all of them, and `ImageFile.check_unchanged` (one stat
+a few sampled rows. `open_images` checks all of them, and `MappedImages.check_unchanged` (one stat
 call, run before every gather) checks size and mtime again, so a file truncated, rewritten or
 replaced under a run stops it with a one-line error instead of feeding it other images. (A file
 truncated between the stat and the read itself is not caught: that read dies with SIGBUS.)
@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -79,7 +80,7 @@ def save_images(path: str | Path, images: np.ndarray) -> Path:
     return write_images(path, images.shape, (images[i:i + CHUNK] for i in range(0, len(images), CHUNK)))
 
 
-class ImageFile:
+class MappedImages:
     """A validated memory-mapped cache: `images` (read-only np.memmap) and the checks a run repeats."""
 
     def __init__(self, path: str | Path):
@@ -129,7 +130,7 @@ def _read_meta(path: Path) -> dict:
                          "decode the images again") from None
 
 
-def cached_copy(images: np.ndarray, folder: str | Path) -> ImageFile:
+def cached_copy(images: np.ndarray, folder: str | Path) -> MappedImages:
     """`images` (in RAM) as a memory-mapped cache in `folder`, named by a hash of their bytes, so
     runs on the same images share one file; written once."""
     digest = hashlib.sha256(str(images.shape).encode())
@@ -143,11 +144,11 @@ def cached_copy(images: np.ndarray, folder: str | Path) -> ImageFile:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path.exists() and sidecar(path).exists()):
             save_images(path, images)
-    return ImageFile(path)
+    return MappedImages(path)
 
 
 def decode_to_cache(files: list[str | Path], path: str | Path, workers: int | None = None,
-                    fit_to: tuple[int, str] | None = None) -> ImageFile:
+                    fit_to: tuple[int, str] | None = None) -> MappedImages:
     """Decode `files` straight into a memory-mapped cache at `path`: the workers' chunks
     (`datasets.decode_images`' chunks, in order) are written into the map as they arrive, so RAM
     holds a few chunks, never the set. Unusable files stop it after every chunk is done, as there."""
@@ -175,4 +176,22 @@ def decode_to_cache(files: list[str | Path], path: str | Path, workers: int | No
         Path(path).unlink(missing_ok=True)
         sidecar(path).unlink(missing_ok=True)
         raise DatasetError(failures[0] + datasets._more_failures(failures))
-    return ImageFile(path)
+    return MappedImages(path)
+
+
+def mapped_source(images: np.ndarray) -> MappedImages | None:
+    """The validated cache `images` are read from, when they are its rows from the first on (a
+    loader's memory-mapped cache, `load_imagefolder(mapped=True)`); None for images in RAM."""
+    if not isinstance(images, np.memmap) or images.filename is None:
+        return None
+    whole = images if isinstance(images.base, mmap.mmap) else images.base
+    if not isinstance(whole, np.memmap) or images.ctypes.data != whole.ctypes.data:
+        return None
+    if not sidecar(images.filename).exists():  # a cache written before it had one
+        return None
+    return MappedImages(images.filename)
+
+
+def host_images(images: np.ndarray, folder: str | Path) -> MappedImages:
+    """`images` as a validated memory-mapped cache: the one they are read from, else a copy in `folder`."""
+    return mapped_source(images) or cached_copy(images, folder)

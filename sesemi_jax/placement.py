@@ -34,7 +34,7 @@ from jax.sharding import Mesh
 
 from sesemi_common import placement
 from sesemi_common.config import Config, ConfigError
-from sesemi_common.mmap_cache import ImageFile
+from sesemi_common.mmap_cache import MappedImages
 from sesemi_common.sampling import BatchSpec
 
 from . import distributed
@@ -74,12 +74,12 @@ def spec_inputs(labeled: np.ndarray, pool: np.ndarray, n_images: int) -> DeviceD
 class HostBatches:
     """Step -> (this step's `DeviceData`, its renumbered `BatchSpec`), on the devices."""
 
-    def __init__(self, cache: ImageFile, labels: np.ndarray, labeled: np.ndarray, pool: np.ndarray | None,
+    def __init__(self, cache: MappedImages, labels: np.ndarray, labeled: np.ndarray, pool: np.ndarray | None,
                  rng: jax.Array, config: Config, method: Method, static: DeviceData, mesh: Mesh | None = None):
         cpu = jax.devices("cpu")[0]
         self.cache, self.labels, self.mesh = cache, np.asarray(labels, np.int32), mesh
         self.static = static  # the normalization table and ZCA, already on the devices
-        self.inputs = jax.device_put(spec_inputs(labeled, pool, len(cache.images)), cpu)
+        self.inputs = jax.device_put(spec_inputs(labeled, pool, len(labels)), cpu)
         # The key train_step draws its spec from: split(state.rng)[1], state.rng being constant.
         self.key = jax.device_put(jax.random.split(np.asarray(jax.device_get(rng)))[1], cpu)
         self.draw = jax.jit(partial(sample_spec, config=config, method=method))
@@ -150,11 +150,11 @@ def host_batches(exp, config: Config, method: Method, rng: jax.Array, mesh: Mesh
     """The run's images as a memory-mapped cache (`mmap_cache.cached_copy`, written once per set of
     images) and the feed that gathers each step's batch from it."""
     from sesemi_common.datasets import cache_dir
-    from sesemi_common.mmap_cache import cached_copy
+    from sesemi_common.mmap_cache import host_images
     from .train import device_data
 
     training = exp.training
-    cache = cached_copy(training.images, cache_dir() / "placement")
+    cache = host_images(training.images, cache_dir() / "placement")
     empty = np.zeros((0, *training.images.shape[1:]), np.uint8)
     static = distributed.replicated(device_data(empty, np.zeros(0), exp.labeled, exp.mean, exp.std, exp.zca,
                                                 training.pool), mesh)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sesemi_common import placement
 from sesemi_common.distributed import Process
-from sesemi_common.mmap_cache import ImageFile
+from sesemi_common.mmap_cache import MappedImages
 from sesemi_common.sampling import BatchSpec
 
 from .data import local_spec
@@ -26,18 +26,18 @@ from .data import local_spec
 class MappedSpecBatches(Dataset):
     def __init__(self, path: str | Path, labels: np.ndarray, process: Process = Process()):
         self.path = Path(path)
-        self.length = len(ImageFile(self.path).images)  # checked here, so a bad cache stops the run before step 0
+        self.length = len(MappedImages(self.path).images)  # checked here, so a bad cache stops the run before step 0
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.process = process
-        self._cache: ImageFile | None = None
+        self._cache: MappedImages | None = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_cache": None}  # a worker opens the map itself
 
     @property
-    def cache(self) -> ImageFile:
+    def cache(self) -> MappedImages:
         if self._cache is None:
-            self._cache = ImageFile(self.path)
+            self._cache = MappedImages(self.path)
         return self._cache
 
     def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
@@ -58,13 +58,14 @@ class MappedSpecBatches(Dataset):
 
 
 def mapped_batch_loader(path: str | Path, labels: np.ndarray, specs: Sampler | Sequence[BatchSpec],
-                        process: Process = Process(), workers: int = 0) -> DataLoader:
+                        process: Process = Process(), workers: int = 0, context: str | None = None) -> DataLoader:
     """`data.batch_loader` over the memory-mapped cache at `path`; with `workers` > 0, that many
     processes gather steps ahead (the DataLoader keeps the sampler's order, so the stream, and a
-    resumed run, are unchanged)."""
+    resumed run, are unchanged). `context`: how workers start (default fork; spawn where the
+    process runs threads that fork could deadlock, e.g. JAX's in one test process)."""
     return DataLoader(MappedSpecBatches(path, labels, process), sampler=specs, batch_size=None,
                       num_workers=workers, generator=torch.Generator(),
-                      prefetch_factor=2 if workers else None, persistent_workers=False)
+                      prefetch_factor=2 if workers else None, multiprocessing_context=context if workers else None)
 
 
 def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: Process = Process(),
@@ -73,7 +74,7 @@ def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: 
     today's in-RAM tensor (refused, with the numbers, when it exceeds the host's RAM), `host` reads
     the memory-mapped cache, `auto` picks by the share of RAM the set takes."""
     from sesemi_common.datasets import cache_dir
-    from sesemi_common.mmap_cache import cached_copy
+    from sesemi_common.mmap_cache import host_images
 
     from .data import batch_loader
 
@@ -82,5 +83,5 @@ def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: 
                              "host RAM (where PyTorch keeps the set)", process.writer)
     if where == "device":
         return batch_loader(training.images, training.labels, specs, process)
-    cache = cached_copy(training.images, cache_dir() / "placement")
+    cache = host_images(training.images, cache_dir() / "placement")
     return mapped_batch_loader(cache.path, training.labels, specs, process, workers)

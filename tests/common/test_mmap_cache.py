@@ -8,7 +8,7 @@ from PIL import Image
 
 from sesemi_common import mmap_cache
 from sesemi_common.datasets import DatasetError, decode_images
-from sesemi_common.mmap_cache import CacheError, ImageFile
+from sesemi_common.mmap_cache import CacheError, MappedImages
 
 
 def _images(n=50, side=8, seed=0):
@@ -17,7 +17,7 @@ def _images(n=50, side=8, seed=0):
 
 def test_round_trip_is_memory_mapped_and_exact(tmp_path):
     images = _images(2 * mmap_cache.CHUNK + 7, side=4)  # several chunks and a partial one
-    cache = ImageFile(mmap_cache.save_images(tmp_path / "x.npy", images))
+    cache = MappedImages(mmap_cache.save_images(tmp_path / "x.npy", images))
     assert isinstance(cache.images, np.memmap) and not cache.images.flags.writeable
     np.testing.assert_array_equal(cache.images, images)
     picks = np.array([5, 0, 2054, 5])
@@ -48,13 +48,13 @@ def test_truncated_file_is_a_one_line_error(tmp_path):
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size - 64)
     with pytest.raises(CacheError, match="truncated") as err:
-        ImageFile(path)
+        MappedImages(path)
     assert "\n" not in str(err.value)
 
 
 def test_file_truncated_under_a_run_stops_the_next_gather(tmp_path):
     path = mmap_cache.save_images(tmp_path / "x.npy", _images())
-    cache = ImageFile(path)
+    cache = MappedImages(path)
     cache.gather([1, 2])
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size - 192)  # the last row: reading it now would be SIGBUS
@@ -72,12 +72,12 @@ def test_changed_rows_are_refused_even_with_the_old_mtime(tmp_path):
     del changed
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(CacheError, match="sampled rows differ"):
-        ImageFile(path)
+        MappedImages(path)
 
 
 def test_modified_file_is_refused(tmp_path):
     path = mmap_cache.save_images(tmp_path / "x.npy", _images())
-    cache = ImageFile(path)
+    cache = MappedImages(path)
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))
     with pytest.raises(CacheError, match="modified"):
         cache.gather([0])
@@ -87,7 +87,7 @@ def test_missing_sidecar_is_refused(tmp_path):
     path = mmap_cache.save_images(tmp_path / "x.npy", _images())
     mmap_cache.sidecar(path).unlink()
     with pytest.raises(CacheError, match="x.npy.json"):
-        ImageFile(path)
+        MappedImages(path)
 
 
 def test_cached_copy_is_written_once(tmp_path):
@@ -97,3 +97,25 @@ def test_cached_copy_is_written_once(tmp_path):
     second = mmap_cache.cached_copy(images, tmp_path)
     assert second.path == first.path and second.path.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(second.images, images)
+
+
+def test_imagefolder_mapped_decodes_into_the_cache_and_reads_it_in_place(tmp_path, private_cache):
+    from sesemi_common.datasets import load_imagefolder
+    from tests.common.test_imagefolder import LAYOUT, _tree
+
+    _tree(tmp_path / "pets", LAYOUT)
+    in_ram = load_imagefolder(tmp_path / "pets", workers=1)  # today's path: decoded in RAM, then cached
+    for npy in private_cache.glob("*"):
+        npy.unlink()
+    decoded = load_imagefolder(tmp_path / "pets", workers=1, mapped=True)  # decoded into the map
+    again = load_imagefolder(tmp_path / "pets", workers=1, mapped=True)  # read from it
+    for dataset in (decoded, again):
+        assert isinstance(dataset.train_images, np.memmap)
+        np.testing.assert_array_equal(dataset.train_images, in_ram.train_images)
+        np.testing.assert_array_equal(dataset.test_images, in_ram.test_images)
+        assert list(dataset.train_labels) == list(in_ram.train_labels) and dataset.class_names == in_ram.class_names
+    source = mmap_cache.mapped_source(again.train_images)  # host placement gathers from this very file
+    assert source is not None and source.path.parent == private_cache
+    np.testing.assert_array_equal(source.images[:len(in_ram.train_images)], in_ram.train_images)
+    assert mmap_cache.mapped_source(again.test_images) is None  # not from the first row
+    assert mmap_cache.mapped_source(in_ram.train_images) is None

@@ -33,7 +33,7 @@ def test_host_batches_equal_the_device_walk_for_20_steps(tmp_path, method_name):
     data = device_data(images, labels, labeled, mean, std, pool=pool)
     state_rng = jax.random.PRNGKey(config.train.seed)
     draw = jax.jit(lambda key, step, data: sample_spec(key, step, data, config, method))
-    cache = mmap_cache.ImageFile(mmap_cache.save_images(tmp_path / "images.npy", images))
+    cache = mmap_cache.MappedImages(mmap_cache.save_images(tmp_path / "images.npy", images))
     feed = placement.HostBatches(cache, labels, labeled, pool, state_rng, config, method, data, None)
     for step in range(20):
         on_device = jax.tree_util.tree_map(np.asarray, draw(jax.random.split(state_rng)[1], np.int32(step), data))

@@ -34,10 +34,12 @@ def _assert_same_batch(mapped: dict, in_ram: dict) -> None:
             assert torch.equal(mapped[key], in_ram[key]), key
 
 
-def test_mapped_loader_with_workers_gives_the_in_ram_batches(tmp_path):
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # spawning 2 workers: seconds
+def test_mapped_loader_gives_the_in_ram_batches(tmp_path, workers):
     images, labels, specs, path = _setup(tmp_path)
     in_ram = list(batch_loader(images, labels, specs))
-    mapped = list(mapped_batch_loader(path, labels, specs, workers=2))
+    # spawn: the suite also imports JAX, whose threads a fork could deadlock
+    mapped = list(mapped_batch_loader(path, labels, specs, workers=workers, context="spawn"))
     assert len(mapped) == len(in_ram) == 6
     for a, b in zip(mapped, in_ram):
         _assert_same_batch(a, b)
