@@ -57,10 +57,17 @@ def choose(config: Config, set_bytes: int, writer: bool = True) -> str:
     """`device` or `host` for this run (`sesemi_common.placement.choose` on this machine's memory)."""
     memory, name = device_memory()
     chosen = placement.choose(config.data.placement, set_bytes, memory, name, writer)
-    if chosen == "host" and jax.process_count() > 1:
-        raise ConfigError("data.placement=host runs in one process for now (each process gathering its slice is "
-                          "not built yet): use data.placement=device, or train in one process")
+    check_processes(config, chosen)
     return chosen
+
+
+def check_processes(config: Config, chosen: str | None = None) -> None:
+    """Host placement runs in one process for now: refused before anything is written when asked
+    for, and when `auto` chose it."""
+    if (chosen or config.data.placement) == "host" and jax.process_count() > 1:
+        raise ConfigError(f"data.placement={config.data.placement} needs host placement here, which runs in one "
+                          "process for now (each process gathering its slice is not built yet): use "
+                          "data.placement=device, or train in one process")
 
 
 def spec_inputs(labeled: np.ndarray, pool: np.ndarray, n_images: int) -> DeviceData:

@@ -107,3 +107,13 @@ def test_placement_is_validated():
     from sesemi_common.config import validate
     with pytest.raises(ConfigError, match="'data.placement' must be one of device, host, auto, got 'hots'"):
         validate(_config("data.placement=hots"))
+
+
+def test_host_placement_across_processes_is_refused_before_the_run(monkeypatch):
+    monkeypatch.setattr(placement.jax, "process_count", lambda: 2)
+    with pytest.raises(ConfigError, match="data.placement=host needs host placement here, which runs in one process"):
+        placement.check_processes(_config("data.placement=host"))
+    placement.check_processes(_config("data.placement=auto"))  # auto may still choose device
+    placement.check_processes(_config("data.placement=device"))
+    with pytest.raises(ConfigError, match="data.placement=auto needs host placement"):
+        placement.check_processes(_config("data.placement=auto"), "host")
