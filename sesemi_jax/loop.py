@@ -19,6 +19,7 @@ from sesemi_common.experiment import Experiment, prepare
 from sesemi_common import progress
 from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
+from sesemi_common.runs import note
 from sesemi_common.sampling import BatchSpec
 
 from . import checkpoints, convert, distributed, methods, placement, run_weights, tta
@@ -93,13 +94,15 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     # A lockstep stream (parity) feeds the device path; data.placement decides the rest (docs/placement.md).
     where = "device" if stream is not None else placement.choose(config, exp.training.images.nbytes, process.writer)
     steps = range(int(state.step), config.train.steps)
+    input_waits: list[float] = []  # host placement: seconds each step waited for its gathered images
     if where == "device":
         data = device_data(exp.training.images, exp.training.labels, exp.labeled, exp.mean, exp.std, exp.zca,
                            exp.training.pool)
         data = distributed.replicated(data, mesh)
         batches = ((step, None) for step in steps)
     else:  # each step's (data, spec) gathered on the host from the memory map, a few steps ahead
-        batches = placement.prefetched(placement.host_batches(exp, config, method, state.rng, mesh), steps)
+        batches = placement.prefetched(placement.host_batches(exp, config, method, state.rng, mesh), steps,
+                                       waits=input_waits)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
     # the train step only): the accuracy logged is that of the float32 weights the run saves,
@@ -136,6 +139,9 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     finally:
         batches.close()  # host placement: stops the prefetch thread
         log.close()
+    if input_waits and process.writer:  # the first step's wait includes starting the prefetch
+        note(f"data.placement=host: input wait {sum(input_waits[1:]):.2f} s over {len(input_waits) - 1} steps "
+             f"(longest {max(input_waits[1:], default=0.0):.3f} s), plus {input_waits[0]:.2f} s before the first")
     summary = progress.summary("jax", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
                                time.perf_counter() - started, jax.devices()[0].platform)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from functools import partial
 from typing import Callable, Iterable, Iterator
 
@@ -114,11 +115,12 @@ class HostBatches:
         return self.static.replace(images=images, labels=labels), local
 
 
-def prefetched(make: Callable[[int], object], steps: Iterable[int], depth: int = PREFETCH_STEPS
-               ) -> Iterator[tuple[int, object]]:
+def prefetched(make: Callable[[int], object], steps: Iterable[int], depth: int = PREFETCH_STEPS,
+               waits: list[float] | None = None) -> Iterator[tuple[int, object]]:
     """(step, make(step)) for each step, made by a background thread up to `depth` steps ahead.
     An error in the thread is raised here, at the step it belongs to; closing the iterator (or an
-    error in the consumer) stops the thread."""
+    error in the consumer) stops the thread. `waits` gets the seconds each step waited for its
+    batch (the input wait: near 0 when the prefetch hides the gather)."""
     steps = list(steps)
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -144,7 +146,10 @@ def prefetched(make: Callable[[int], object], steps: Iterable[int], depth: int =
     thread.start()
     try:
         for _ in steps:
+            asked = time.perf_counter()
             step, item, err = ready.get()
+            if waits is not None:
+                waits.append(time.perf_counter() - asked)
             if err is not None:
                 raise err
             yield step, item

@@ -117,3 +117,9 @@ def test_host_placement_across_processes_is_refused_before_the_run(monkeypatch):
     placement.check_processes(_config("data.placement=device"))
     with pytest.raises(ConfigError, match="data.placement=auto needs host placement"):
         placement.check_processes(_config("data.placement=auto"), "host")
+
+
+def test_prefetch_records_each_step_input_wait():
+    waits = []
+    assert [s for s, _ in placement.prefetched(lambda step: step, range(5), waits=waits)] == list(range(5))
+    assert len(waits) == 5 and all(w >= 0 for w in waits)
