@@ -80,3 +80,12 @@ def test_host_placement_trains_the_same_run(tmp_path):
         config = apply_overrides(Config(), [*TINY, "train.steps=8", f"data.placement={where}"])
         loop.fit(config, tmp_path / where, show_progress=False)
     assert comparable_metrics(tmp_path / "host") == comparable_metrics(tmp_path / "device")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_in_host_placement_is_exact(tmp_path):
+    from tests.kill_resume import run_killed_then_resumed, run_uninterrupted
+    overrides = ("data.placement=host",)
+    run_uninterrupted("sesemi_torch.cli", tmp_path / "straight", overrides=overrides)
+    run_killed_then_resumed("sesemi_torch.cli", tmp_path / "killed", kill_after_step=12, overrides=overrides)
+    assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
