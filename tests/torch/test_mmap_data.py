@@ -58,7 +58,7 @@ def test_each_rank_gathers_its_slice(tmp_path, rank):
 
 def test_the_map_is_not_pickled_into_workers(tmp_path):
     import pickle
-    images, labels, specs, path = _setup(tmp_path)
+    _, labels, specs, path = _setup(tmp_path)
     batches = MappedSpecBatches(path, labels)
     batches[specs.spec(0)]  # opens the map here
     assert batches._cache is not None
