@@ -66,11 +66,18 @@ def write_images(path: str | Path, shape: tuple[int, ...], chunks: Iterable[np.n
     if start != shape[0]:
         raise ValueError(f"the chunks held {start} rows, the cache was made for {shape[0]}")
     images.flush()
-    fingerprint = sampled_rows_sha256(images)
     del images  # unmap before the rename
     os.replace(partial, path)
+    return vouch(path)
+
+
+def vouch(path: str | Path) -> Path:
+    """Write the sidecar of the finished `.npy` at `path`: its shape, size, mtime, sampled rows."""
+    path = Path(path)
+    images = np.load(path, mmap_mode="r", allow_pickle=False)
     stat = path.stat()
-    meta = {"shape": list(shape), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "rows_sha256": fingerprint}
+    meta = {"shape": list(images.shape), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "rows_sha256": sampled_rows_sha256(images)}
     sidecar(path).write_text(json.dumps(meta))
     return path
 
@@ -187,8 +194,8 @@ def mapped_source(images: np.ndarray) -> MappedImages | None:
     whole = images if isinstance(images.base, mmap.mmap) else images.base
     if not isinstance(whole, np.memmap) or images.ctypes.data != whole.ctypes.data:
         return None
-    if not sidecar(images.filename).exists():  # a cache written before it had one
-        return None
+    if not sidecar(images.filename).exists():  # written whole by the in-RAM path, which the loader just vouched for
+        vouch(images.filename)
     return MappedImages(images.filename)
 
 

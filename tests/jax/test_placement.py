@@ -123,3 +123,30 @@ def test_prefetch_records_each_step_input_wait():
     waits = []
     assert [s for s, _ in placement.prefetched(lambda step: step, range(5), waits=waits)] == list(range(5))
     assert len(waits) == 5 and all(w >= 0 for w in waits)
+
+
+@pytest.mark.slow
+def test_imagefolder_host_placement_gathers_from_the_decoded_cache(tmp_path, monkeypatch):
+    """A tree decoded by a device-placement run; host placement maps that very cache file (no copy
+    of it) and trains the same run."""
+    from PIL import Image
+    monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 2)):
+        for label in ("a", "b", "c"):
+            (tmp_path / "tree" / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "tree" / split / label / f"{i}.png")
+    runs = {}
+    for where in ("device", "host"):
+        loop.fit(_config("data.dataset=imagefolder", f"data.root={tmp_path / 'tree'}", "data.n_labels=9",
+                         "train.steps=4", "train.log_every=2", "train.eval_every=4", "train.checkpoint_every=4",
+                         f"data.placement={where}"), tmp_path / where, show_progress=False)
+        runs[where] = [m for m in comparable_metrics(tmp_path / where) if "loss" in m]
+    assert not (tmp_path / "cache" / "placement").exists()  # gathered from the tree's own cache
+    assert len(list((tmp_path / "cache").glob("imagefolder-*.npy.json"))) == 1
+    assert [m["step"] for m in runs["host"]] == [m["step"] for m in runs["device"]] == [2, 4]
+    for host, device in zip(runs["host"], runs["device"]):
+        for key, value in device.items():
+            assert host[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
