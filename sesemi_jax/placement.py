@@ -121,7 +121,7 @@ def prefetched(make: Callable[[int], object], steps: Iterable[int], depth: int =
     An error in the thread is raised here, at the step it belongs to; closing the iterator (or an
     error in the consumer) stops the thread. `waits` gets the seconds each step waited for its
     batch (the input wait: near 0 when the prefetch hides the gather)."""
-    steps = list(steps)
+    steps = steps if isinstance(steps, range) else list(steps)  # a benchmark's range(10**6) stays lazy
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
