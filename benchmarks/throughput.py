@@ -58,9 +58,11 @@ shown to be live (a numpy argument under it must raise), so a pass is not vacuou
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -308,7 +310,9 @@ def build_variants(names: list[str], configs: list[Config], synthetic: Synthetic
             if name == "jax_ynnpack" and jax.default_backend() != "cpu":
                 continue  # YNNPACK is a CPU library: on other backends this is the `jax` variant again
             if name == "jax_host":
-                variant = jax_host_variant(config, synthetic, tempfile.mkdtemp(prefix="sesemi-throughput-"))
+                folder = tempfile.mkdtemp(prefix="sesemi-throughput-")
+                atexit.register(shutil.rmtree, folder, True)  # the memory-mapped copy goes with the process
+                variant = jax_host_variant(config, synthetic, folder)
             else:
                 variant = jax_variant(name, config, data) if name.startswith("jax") \
                     else torch_variant(name, config, synthetic, device)

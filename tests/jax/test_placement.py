@@ -52,9 +52,10 @@ def test_host_batches_equal_the_device_walk_for_20_steps(tmp_path, method_name):
 
 
 @pytest.mark.slow
-def test_host_and_device_placement_train_the_same_run(tmp_path):
+def test_host_and_device_placement_train_the_same_run(tmp_path, monkeypatch):
     """The losses of every logged step within the one-step rung's rtol 1e-5 (DESIGN.md section 5);
     the gathered images are bit-identical, so the only difference allowed is XLA's."""
+    monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))  # the memory-mapped copy goes there
     runs = {}
     for where in ("device", "host"):
         summary = loop.fit(_config("train.steps=8", f"data.placement={where}"), tmp_path / where,
@@ -68,7 +69,8 @@ def test_host_and_device_placement_train_the_same_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_in_host_placement_is_exact(tmp_path):
+def test_sigkill_then_resume_in_host_placement_is_exact(tmp_path, monkeypatch):
+    monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))  # the memory-mapped copy goes there
     overrides = ("data.placement=host",)
     run_uninterrupted("sesemi_jax.cli", tmp_path / "straight", overrides=overrides)
     run_killed_then_resumed("sesemi_jax.cli", tmp_path / "killed", kill_after_step=12, overrides=overrides)

@@ -74,8 +74,9 @@ def test_a_bad_cache_stops_the_loader_before_the_first_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_host_placement_trains_the_same_run(tmp_path):
+def test_host_placement_trains_the_same_run(tmp_path, monkeypatch):
     """Bit-identical in PyTorch: the same uint8 rows reach the same step."""
+    monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))  # the memory-mapped copy goes there
     for where in ("device", "host"):
         config = apply_overrides(Config(), [*TINY, "train.steps=8", f"data.placement={where}"])
         loop.fit(config, tmp_path / where, show_progress=False)
@@ -83,7 +84,8 @@ def test_host_placement_trains_the_same_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_in_host_placement_is_exact(tmp_path):
+def test_sigkill_then_resume_in_host_placement_is_exact(tmp_path, monkeypatch):
+    monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))  # the memory-mapped copy goes there
     from tests.kill_resume import run_killed_then_resumed, run_uninterrupted
     overrides = ("data.placement=host",)
     run_uninterrupted("sesemi_torch.cli", tmp_path / "straight", overrides=overrides)
