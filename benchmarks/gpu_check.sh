@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train-step throughput of both frameworks on NVIDIA GPUs: resnet20, WRN-28-2 and resnet18, fp32 and
-# bf16 (train.precision), JAX on one and on all GPUs, then the no-host-sync check of the JAX step.
+# bf16 (train.precision), JAX on one and on all GPUs and in host placement (jax_host: batches gathered from a
+# memory-mapped copy and prefetched, docs/placement.md), then the no-host-sync check of the JAX step.
 #
 #     bash benchmarks/gpu_check.sh            # from anywhere; results in $OUT, else ./gpu_results
 #

@@ -17,6 +17,11 @@ Variants (all run the trainers' own code, nothing re-implemented):
                        row says "1 device".
   jax_ynnpack          the `jax` step jitted with `compiler_options={}` (jaxlib's default YNNPACK
                        kernels), on CPU only: the before/after of compiler_options() (benchmarks/ynnpack_check.py).
+  jax_host             `data.placement=host` (docs/placement.md): the spec-taking step fed by
+                       `sesemi_jax.placement.HostBatches` from a memory-mapped copy of the set
+                       (in a temporary folder), gathered and put on the device by its prefetch thread;
+                       its speed against `jax` is the cost of host placement when the prefetch
+                       hides the gather.
   torch_eager          `sesemi_torch.train.train_step` fed by `SpecSampler` + `SpecBatches`
                        (`batch_loader`, as the loop does): spec drawing, gather, augmentation, views.
   torch_channels_last  the model in channels_last memory format and `channels_last=True`.
@@ -53,11 +58,14 @@ shown to be live (a numpy argument under it must raise), so a pass is not vacuou
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -82,7 +90,7 @@ from sesemi_torch import methods as torch_methods, models as torch_models, optim
 from sesemi_torch.data import SpecSampler, batch_loader, to_device  # noqa: E402
 from sesemi_torch.train import make_ema, model_inputs, train_step  # noqa: E402
 
-VARIANTS = ("jax", "jax_all", "jax_ynnpack", "torch_eager", "torch_channels_last", "torch_compile")
+VARIANTS = ("jax", "jax_all", "jax_ynnpack", "jax_host", "torch_eager", "torch_channels_last", "torch_compile")
 PRECISIONS = ("fp32", "bf16")
 NUM_CLASSES = 10
 ENDLESS = 10**6  # train.steps: the samplers and schedules never run out during a benchmark
@@ -177,6 +185,32 @@ def jax_variant(name: str, config: Config, data: jax_train.DeviceData) -> Varian
         jax.block_until_ready(state)
 
     return Variant(name, "jax", run, devices=jax.device_count() if name == "jax_all" else 1)
+
+
+def jax_host_variant(config: Config, synthetic: Synthetic, folder: str) -> Variant:
+    """`data.placement=host` as `sesemi_jax.loop.fit` runs it (one device)."""
+    from sesemi_common.mmap_cache import cached_copy
+    from sesemi_jax import placement as jax_placement
+
+    method = jax_methods.load(config)
+    schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
+    state = _jax_state(config, method)
+    step = jax_train.jit_train_steps(method, config, schedule)[1]
+    pool = np.arange(len(synthetic.images))
+    empty = np.zeros((0, *synthetic.images.shape[1:]), np.uint8)
+    static = jax_train.device_data(empty, np.zeros(0), synthetic.labeled, synthetic.mean, synthetic.std, pool=pool)
+    feed = jax_placement.HostBatches(cached_copy(synthetic.images, folder), synthetic.labels, synthetic.labeled,
+                                     pool, state.rng, config, method, static)
+    batches = jax_placement.prefetched(feed, range(ENDLESS))
+
+    def run(n: int) -> None:
+        nonlocal state
+        for _ in range(n):
+            _, (data, spec) = next(batches)
+            state, _metrics = step(state, data, spec)
+        jax.block_until_ready(state)
+
+    return Variant("jax_host", "jax", run)
 
 
 def jax_input_pipeline(config: Config, data: jax_train.DeviceData) -> Callable[[int], None]:
@@ -277,8 +311,13 @@ def build_variants(names: list[str], configs: list[Config], synthetic: Synthetic
         for name in names:
             if name == "jax_ynnpack" and jax.default_backend() != "cpu":
                 continue  # YNNPACK is a CPU library: on other backends this is the `jax` variant again
-            variant = jax_variant(name, config, data) if name.startswith("jax") \
-                else torch_variant(name, config, synthetic, device)
+            if name == "jax_host":
+                folder = tempfile.mkdtemp(prefix="sesemi-throughput-")
+                atexit.register(shutil.rmtree, folder, True)  # the memory-mapped copy goes with the process
+                variant = jax_host_variant(config, synthetic, folder)
+            else:
+                variant = jax_variant(name, config, data) if name.startswith("jax") \
+                    else torch_variant(name, config, synthetic, device)
             variant.precision = config.train.precision
             variants.append(variant)
     # The input pipeline is float32 in every precision (the models cast their inputs).

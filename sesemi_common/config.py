@@ -46,6 +46,10 @@ class DataConfig:
     # auto | none | center_crop | squash: how images of other sizes reach data.image_size
     # (sesemi_common/resize.py); auto is center_crop for folders of images, none for benchmark archives
     resize: str = "auto"
+    # device | host | auto (DESIGN.md section 9, docs/placement.md): where the training images live.
+    # device: on every device, whole; host: memory-mapped on the host, each step's images gathered
+    # and prefetched; auto: device when they fit a share of device memory, else host.
+    placement: str = "device"
 
 
 @dataclass
@@ -194,6 +198,7 @@ def preset_names() -> tuple[str, ...]:
 CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder", "stl10", "svhn"),
     "data.resize": ("auto", "none", "center_crop", "squash"),
+    "data.placement": ("device", "host", "auto"),
     "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
     "augment.normalize": ("channel", "zca"),
@@ -457,7 +462,8 @@ def flat_values(config: Config) -> dict[str, Any]:
 # data, the model or the optimizer state the checkpoints hold, or the schedule's length. How the
 # test set is evaluated (eval.tta) changes no training state either.
 RESUMABLE_KEYS = ("optim.lr", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                  "train.eval_batch_size", "eval.tta", "train.tensorboard", "train.wandb", "train.view_images")
+                  "train.eval_batch_size", "eval.tta", "train.tensorboard", "train.wandb", "train.view_images",
+                  "data.placement")
 
 
 def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:

@@ -86,7 +86,9 @@ def load_dataset(data_cfg) -> Dataset:
         if not data_cfg.root:
             raise DatasetError("data.root is empty: set data.root to a folder holding train/<class>/ and test/<class>/")
         policy = resize.policy_for(data_cfg, folder=True)
-        dataset = load_imagefolder(data_cfg.root, fit_to=None if policy == "none" else (data_cfg.image_size, policy))
+        # Placements other than device read the decoded cache memory-mapped (docs/placement.md).
+        dataset = load_imagefolder(data_cfg.root, fit_to=None if policy == "none" else (data_cfg.image_size, policy),
+                                   mapped=data_cfg.placement != "device")
     elif name == "stl10":
         from .stl10 import load_stl10
         dataset = load_stl10(_cifar_root(data_cfg.root), data_cfg.download)
@@ -374,7 +376,7 @@ def _read_batches(folder: Path, files: Sequence[str], labels_key: bytes) -> tupl
 
 
 def load_imagefolder(root: str | Path, workers: int | None = None,
-                     fit_to: tuple[int, str] | None = None) -> Dataset:
+                     fit_to: tuple[int, str] | None = None, mapped: bool = False) -> Dataset:
     """`root/train/<class>/...` and `root/test/<class>/...`, decoded once and then read from the cache.
 
     Every image is converted with Pillow's `convert("RGB")`: grayscale (L) is replicated to
@@ -382,14 +384,23 @@ def load_imagefolder(root: str | Path, workers: int | None = None,
     expanded; 16-bit grayscale keeps the high byte of each value (see `_rgb_array`). Files are found recursively below each class folder and read in sorted path
     order; files without an image extension are ignored. `fit_to` = (image_size, policy) brings
     every image to that size (`resize.fit`); without it all images must have one size.
+    `mapped`: the images come back memory-mapped from the cache (read-only), and a fresh decode
+    is written into the cache chunk by chunk (`mmap_cache.decode_to_cache`), never whole in RAM.
     """
     root = Path(root).absolute()  # file paths are cut relative to it for the fingerprint
     class_names, train_files, test_files = list_tree(root)
     files = train_files + test_files
     fingerprint = tree_fingerprint(root, files, fit_to)
     cached = _read_cache(root, fingerprint, "imagefolder", lambda meta, images: (
-        {"class_names", "n_train"} <= meta.keys() and len(images) == len(meta["labels"])))
-    if cached is not None:
+        {"class_names", "n_train"} <= meta.keys() and len(images) == len(meta["labels"])), mapped)
+    decoded = None
+    if cached is None and mapped:
+        labels = np.asarray([f.label for f in files], dtype=np.int64)
+        meta = {"class_names": class_names, "n_train": len(train_files), "labels": labels.tolist()}
+        decoded = _decode_into_cache(root, fingerprint, [f.path for f in files], workers, fit_to, meta, "imagefolder")
+    if decoded is not None:
+        images, n_train = decoded, len(train_files)
+    elif cached is not None:
         images, meta = cached
         class_names, n_train = meta["class_names"], meta["n_train"]
         labels = np.asarray(meta["labels"], dtype=np.int64)
@@ -600,14 +611,15 @@ def _cache_stem(root: Path, kind: str) -> str:
     return f"{kind}-{root.resolve().name}-{where}"
 
 
-def _read_cache(root: Path, fingerprint: str, kind: str, usable) -> tuple[np.ndarray, dict] | None:
-    """(images, meta) of the cache entry of `fingerprint`, if `usable(meta, images)`; else None."""
+def _read_cache(root: Path, fingerprint: str, kind: str, usable, mapped: bool = False) -> tuple[np.ndarray, dict] | None:
+    """(images, meta) of the cache entry of `fingerprint`, if `usable(meta, images)`; else None.
+    `mapped`: the images memory-mapped, read-only."""
     base = cache_dir() / f"{_cache_stem(root, kind)}-{fingerprint[:16]}"
     try:
         meta = json.loads(base.with_suffix(".json").read_text())
         if meta.get("fingerprint") != fingerprint:
             return None
-        images = np.load(base.with_suffix(".npy"), allow_pickle=False)
+        images = np.load(base.with_suffix(".npy"), allow_pickle=False, mmap_mode="r" if mapped else None)
         ok = images.dtype == np.uint8 and images.ndim == 4 and usable(meta, images)
     except (OSError, ValueError, KeyError, TypeError):  # missing, torn or foreign: decode again
         return None
@@ -631,6 +643,29 @@ def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict, k
     for stale in folder.iterdir():  # earlier versions of the same source
         if stale.name.startswith(f"{stem}-") and not stale.name.startswith(base.name):
             stale.unlink(missing_ok=True)
+
+
+def _decode_into_cache(root: Path, fingerprint: str, files: list[str], workers: int | None,
+                       fit_to: tuple[int, str] | None, meta: dict, kind: str) -> np.ndarray | None:
+    """Decode `files` straight into the cache entry of `fingerprint` (chunk by chunk, memory-mapped)
+    and vouch for it as `_write_cache` does; the images memory-mapped, or None when the cache
+    folder cannot be written (the caller decodes in RAM and warns)."""
+    from .mmap_cache import decode_to_cache  # it builds on this module's decoding
+
+    folder = cache_dir()
+    stem = _cache_stem(root, kind)
+    base = folder / f"{stem}-{fingerprint[:16]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        images = decode_to_cache(files, base.with_suffix(".npy"), workers, fit_to).images
+        text = json.dumps({"fingerprint": fingerprint, "source": str(root.resolve()), **meta})
+        atomic_write(base.with_suffix(".json"), lambda f: f.write(text.encode()), sync=False)
+    except OSError:
+        return None
+    for stale in folder.iterdir():  # earlier versions of the same source
+        if stale.name.startswith(f"{stem}-") and not stale.name.startswith(base.name):
+            stale.unlink(missing_ok=True)
+    return images
 
 
 # ---------------------------------------------------------------- a folder of unlabeled images

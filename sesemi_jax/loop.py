@@ -19,9 +19,10 @@ from sesemi_common.experiment import Experiment, prepare
 from sesemi_common import pretrained, progress
 from sesemi_common.methods import ema_decay, images_per_step
 from sesemi_common.progress import TrainingLog, run_steps
+from sesemi_common.runs import note
 from sesemi_common.sampling import BatchSpec
 
-from . import checkpoints, convert, distributed, methods, run_weights, tta, view_pictures
+from . import checkpoints, convert, distributed, methods, placement, run_weights, tta, view_pictures
 from .convert import WeightsError
 from .models import init_variables, make_model
 from .optim import lr_schedule, make_optimizer
@@ -79,6 +80,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     method = methods.load(config)
     mesh = batch_mesh()
     check_divisible(config, mesh)  # before prepare: a refused run leaves no directory
+    placement.check_processes(config)
     # Between the barriers process 0 alone touches the run directory: the others have read
     # what they needed of it before, and read what it wrote after.
     distributed.sync("sesemi: run directory read")
@@ -95,9 +97,18 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         state = checkpoints.restore(exp.run.checkpoints, state)
         if process.writer:
             exp.run.truncate_metrics(int(state.step))
-    data = device_data(exp.training.images, exp.training.labels, exp.labeled, exp.mean, exp.std, exp.zca,
-                       exp.training.pool)
-    data = distributed.replicated(data, mesh)
+    # A lockstep stream (parity) feeds the device path; data.placement decides the rest (docs/placement.md).
+    where = "device" if stream is not None else placement.choose(config, exp.training.images.nbytes, process.writer)
+    steps = range(int(state.step), config.train.steps)
+    input_waits: list[float] = []  # host placement: seconds each step waited for its gathered images
+    if where == "device":
+        data = device_data(exp.training.images, exp.training.labels, exp.labeled, exp.mean, exp.std, exp.zca,
+                           exp.training.pool)
+        data = distributed.replicated(data, mesh)
+        batches = ((step, None) for step in steps)
+    else:  # each step's (data, spec) gathered on the host from the memory map, a few steps ahead
+        batches = placement.prefetched(placement.host_batches(exp, config, method, state.rng, mesh), steps,
+                                       waits=input_waits)
     own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
     # the train step only): the accuracy logged is that of the float32 weights the run saves,
@@ -112,7 +123,10 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
 
     holder = {"state": state}  # the loop's only mutable cell: the state threads through pure steps
 
-    def step_fn(step: int, _) -> dict:
+    def step_fn(step: int, gathered) -> dict:
+        if gathered is not None:  # host placement: this step's images and renumbered spec
+            holder["state"], metrics = spec_step(holder["state"], *gathered)
+            return metrics
         spec = None if stream is None else jax.tree_util.tree_map(np.asarray, stream(step))
         holder["state"], metrics = own_step(holder["state"], data) if spec is None \
             else spec_step(holder["state"], data, spec)
@@ -126,12 +140,15 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     started = time.perf_counter()
     try:
         last_record, last_accuracy = run_steps(
-            log, config.train, ((step, None) for step in range(int(state.step), config.train.steps)),
-            step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]), save=save,
+            log, config.train, batches, step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]), save=save,
             saved_step=checkpoints.latest_step(exp.run.checkpoints),
             pictures=view_pictures.make_pictures(method, config, exp.dataset.train_images, exp.labeled))
     finally:
+        batches.close()  # host placement: stops the prefetch thread
         log.close()
+    if input_waits and process.writer:  # the first step's wait includes starting the prefetch
+        note(f"data.placement=host: input wait {sum(input_waits[1:]):.2f} s over {len(input_waits) - 1} steps "
+             f"(longest {max(input_waits[1:], default=0.0):.3f} s), plus {input_waits[0]:.2f} s before the first")
     summary = progress.summary("jax", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
                                time.perf_counter() - started, jax.devices()[0].platform)

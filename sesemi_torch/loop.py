@@ -22,7 +22,8 @@ from sesemi_common.progress import TrainingLog, run_steps
 from sesemi_common.sampling import BatchSpec
 
 from . import checkpoints, convert, distributed, methods, run_weights, transforms, tta, view_pictures
-from .data import SpecSampler, batch_loader, to_device
+from .data import SpecSampler, to_device
+from .mmap_data import training_loader
 from .models import make_model
 from .optim import make_optimizer, make_scheduler
 from .train import make_ema, train_step
@@ -116,7 +117,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     zca = transforms.zca_tensors(exp.zca, device)
     specs = SpecSampler(exp.labeled, exp.training.pool, config, start) if stream is None \
         else [stream(step) for step in range(start, config.train.steps)]
-    loader = batch_loader(exp.training.images, exp.training.labels, specs, process)
+    loader = training_loader(exp, config, specs, process)  # data.placement: in RAM or memory-mapped
     log = TrainingLog(exp.run, config.train.steps, start, images_per_step(config), exp.steps_per_epoch,
                       show_progress, writer=process.writer, config=config)
 
