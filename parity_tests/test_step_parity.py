@@ -98,7 +98,7 @@ def _jax_step(config, initial, images, labels, labeled, spec, mean, std):
                                    ema_decay(config))
     data = jax_train.device_data(images, labels, labeled, mean, std)
     spec = jax.tree_util.tree_map(np.asarray, spec)
-    _, grads, batch_stats, _, _ = jax_train.loss_and_grads(state, data, spec, method=method, config=config)
+    _, grads, batch_stats, *_ = jax_train.loss_and_grads(state, data, spec, method=method, config=config)
     assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(grads)} == {np.dtype(dtype)}  # computed in `dtype`
     schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
     new_state, metrics = jax_train.train_step_on_spec(state, data, spec, method=method, config=config,
