@@ -52,10 +52,11 @@ CASES = [
     ("resnet20", ["method.name=pi_model", "method.pi_model.rampup_steps=0", "model.joint_forward=true"]),
     # Masked methods at knobs where the mask keeps some images and drops others (asserted): an
     # untrained network's confidence is far below 0.95 on every image here, so FixMatch's
-    # threshold sits among its weak-view confidences (0.235, 0.244, 0.242), and FreeMatch's and
+    # (and UDA's) threshold sits among its weak-view confidences (0.235, 0.244, 0.242), and FreeMatch's and
     # SoftMatch's running statistics are this batch's own (momentum 0): threshold or truncation
     # at its mean.
     ("resnet20", ["method.name=fixmatch", "method.fixmatch.threshold=0.24"]),
+    ("resnet20", ["method.name=uda", "method.uda.threshold=0.24"]),
     ("resnet20", ["method.name=freematch", "method.freematch.ema=0"]),
     ("resnet20", ["method.name=softmatch", "method.softmatch.ema=0"]),
 ]

@@ -119,6 +119,15 @@ class SoftMatchKnobs:
     # dist_align flag the algorithm never reads).
 
 
+@dataclass
+class UDAKnobs:
+    # UDA (Xie et al. 2020): defaults of the paper's and USB's CIFAR-10 runs. Training signal
+    # annealing (TSA, off by default in USB) is left out.
+    lambda_u: float = 1.0
+    temperature: float = 0.4  # the weak view's prediction, sharpened: softmax(logits / T)
+    threshold: float = 0.8  # keep an image where the weak view's (unsharpened) confidence is >= this
+
+
 def freematch_initial_state(num_classes: int, knobs) -> dict[str, np.ndarray]:
     """USB's FreeMatchThresholingHook: uniform p_model and label_hist, time_p = 1/C."""
     uniform = np.full(num_classes, 1.0 / num_classes, np.float32)
@@ -253,3 +262,6 @@ register(MethodSpec("freematch", views_per_image=2, view_params=FIXMATCH_VIEWS,
 register(MethodSpec("softmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
                     knobs=SoftMatchKnobs, initial_state=softmatch_initial_state))
+register(MethodSpec("uda", views_per_image=2, view_params=FIXMATCH_VIEWS,
+                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
+                    knobs=UDAKnobs))

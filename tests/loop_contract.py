@@ -35,6 +35,7 @@ METHODS = {
     "freematch": (("method.name=freematch",), {"loss_sup", "loss_unlabeled", "loss_fairness", "mask_rate",
                                                "threshold"}),
     "softmatch": (("method.name=softmatch",), {"loss_sup", "loss_unlabeled", "mask_rate", "confidence_mean"}),
+    "uda": (("method.name=uda",), {"loss_sup", "loss_unlabeled", "mask_rate"}),
 }
 
 
