@@ -152,7 +152,8 @@ def _jax_state(config: Config, method):
     variables = jax_models.init_variables(model, jax.random.PRNGKey(config.train.seed),
                                            config.data.image_size)
     tx = jax_optim.make_optimizer(config.optim, config.train.steps)
-    return jax_train.create_state(model, variables, tx, config.train.seed, ema_decay(config))
+    return jax_train.create_state(model, variables, tx, config.train.seed, ema_decay(config),
+                                  jax_methods.initial_state(config, NUM_CLASSES))
 
 
 def jax_step(name: str, config: Config, method, data: jax_train.DeviceData):
@@ -261,6 +262,7 @@ def torch_variant(name: str, config: Config, synthetic: Synthetic, device: torch
     optimizer = torch_optim.make_optimizer(model, config.optim)
     scheduler = torch_optim.make_scheduler(optimizer, config.optim, config.train.steps)
     ema = make_ema(model, config)
+    method_state = torch_methods.initial_state(config, NUM_CLASSES, device)
     net = torch.compile(model) if name == "torch_compile" else model
     mean, std = torch.from_numpy(synthetic.mean), torch.from_numpy(synthetic.std)
     batches = _batches(config, synthetic, device)
@@ -270,7 +272,8 @@ def torch_variant(name: str, config: Config, synthetic: Synthetic, device: torch
         nonlocal step
         for _ in range(n):
             batch = next(batches)  # train.precision=bf16: the step autocasts its own forwards
-            train_step(net, optimizer, scheduler, batch, step, method, config, mean, std, channels_last, ema)
+            train_step(net, optimizer, scheduler, batch, step, method, config, mean, std, channels_last, ema,
+                       method_state=method_state)
             step += 1
         _sync(device)
 

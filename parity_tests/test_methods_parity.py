@@ -6,7 +6,14 @@ as the losses rung; a few ulps absolute where a gradient cancels to ~0).
 RandAugment views (FixMatch's strong view) are exact for the images whose drawn ops are all
 exact ones; the blend and resampling ops have their own bounds, with their causes, in
 parity_tests/test_randaugment_parity.py, and a 1-level blend difference can grow through a
-second op (posterize, equalize), so those images are left to that rung."""
+second op (posterize, equalize), so those images are left to that rung.
+
+Confidence-masked losses (FixMatch's threshold, FreeMatch's self-adaptive one, SoftMatch's
+truncated Gaussian) are compared where the mask keeps some images and drops others: the
+stop-gradient branches' logits are confident on every other image, and a method with state
+starts from `TRAINED_STATE`; the rung asserts the logged `mask_rate` is strictly between 0 and 1, since a
+mask of all 0 would zero the very term under test (a planted error would pass). A method's state
+(docs/DESIGN.md section 10) is compared after every one of K steps, each from its own logits."""
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +22,7 @@ import pytest
 import torch
 
 from sesemi_common import methods as registry
+from sesemi_common.methods import STOP_GRADIENT
 from sesemi_common import randaugment
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.sampling import sample_view_params_numpy
@@ -25,13 +33,32 @@ from .test_randaugment_parity import EXACT_OPS
 
 NUM_CLASSES, N_UNLABELED = 10, 5
 WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).views_per_image]
+WITH_STATE = [name for name in registry.method_names() if registry.get(name).initial_state is not None]
+# FixMatch's default threshold 0.95 keeps the confident images `_logits` makes and drops the
+# others. The running statistics of FreeMatch and SoftMatch start at 1/C, where every image
+# passes, so their rungs start from the state of a network trained for a while (entries of
+# `initial_state` replaced), at their default knobs.
+TRAINED_STATE = {"freematch": {"time_p": 0.9}, "softmatch": {"prob_max_mu": 0.7, "prob_max_var": 0.05}}
+# UDA's targets are sharpened: on the confident images they are one-hot to float32 at any
+# temperature, so its threshold (0.8) moves between the other two images' confidences (0.594
+# and 0.588 here), whose sharpened targets depend on the temperature (a 1% error in it fails).
+MIXED_KNOBS = {"uda": ["method.uda.threshold=0.59"]}
+K_STEPS = 5
+CONFIDENT = 10.0  # added to one logit of every other target image: its softmax is ~0.999 there
 
 
 def _config(name: str) -> Config:
     # Mid-ramp-up, so the ramp-up weight itself is compared too.
     knobs = registry.get(name).knobs
     rampup = [f"method.{name}.rampup_steps=10"] if knobs and hasattr(knobs, "rampup_steps") else []
-    return apply_overrides(Config(), [f"method.name={name}", *rampup])
+    return apply_overrides(Config(), [f"method.name={name}", *rampup, *MIXED_KNOBS.get(name, [])])
+
+
+def _trained_states(name: str, config: Config) -> tuple[dict, dict]:
+    """(JAX state, PyTorch state): the method's initial state with `TRAINED_STATE`'s entries."""
+    trained = {key: np.float32(value) for key, value in TRAINED_STATE.get(name, {}).items()}
+    return ({**jax_methods.initial_state(config, NUM_CLASSES), **{k: jnp.asarray(v) for k, v in trained.items()}},
+            {**torch_methods.initial_state(config, NUM_CLASSES), **{k: torch.tensor(v) for k, v in trained.items()}})
 
 
 @pytest.mark.parametrize("name", WITH_VIEWS)
@@ -73,6 +100,13 @@ def _logits(spec: registry.MethodSpec, rng: np.random.Generator, view_sizes: dic
     classes = {"sup": NUM_CLASSES, **spec.heads}
     outputs = {b.name: {h: rng.normal(0, 2, (view_sizes[b.view], classes[h])).astype(np.float32) for h in b.heads}
                for b in spec.branches}
+    # Pseudo-label sources (the branches a mask reads): confident on every other image. Not the
+    # teacher's: Mean Teacher's loss is not masked, and the gradient through a softmax at 0.9999
+    # cancels (1 - p), which the rung compares only to a few ulps of the largest gradient.
+    for branch in (b for b in spec.branches if b.mode == STOP_GRADIENT):
+        for logits in outputs[branch.name].values():
+            rows = np.arange(0, len(logits), 2)
+            logits[rows, rng.integers(0, logits.shape[1], len(rows))] += CONFIDENT
     targets = {h: rng.integers(0, classes[h], view_sizes[b.view])
                for b in spec.branches for h in b.heads if h != "sup"}
     if spec.views_per_image:  # the trainers pass the unlabeled images' labels, for logging only
@@ -80,42 +114,85 @@ def _logits(spec: registry.MethodSpec, rng: np.random.Generator, view_sizes: dic
     return outputs, targets
 
 
-@pytest.mark.parametrize("name", registry.method_names())
-@pytest.mark.parametrize("step", [3, 40])
-def test_loss_terms_and_logit_gradients_agree(name, step, np_rng):
-    config, spec = _config(name), registry.get(name)
+def _loss_problem(name: str, rng: np.random.Generator):
+    """Random logits of one step: (supervised logits, labels, {branch: {head: logits}}, targets)."""
+    spec = registry.get(name)
     per_view = N_UNLABELED * spec.views_per_image // max(len({b.view for b in spec.branches}), 1)
-    outputs, targets = _logits(spec, np_rng, {b.view: per_view for b in spec.branches})
-    sup = np_rng.normal(0, 2, (8, NUM_CLASSES)).astype(np.float32)
-    labels = np_rng.integers(0, NUM_CLASSES, 8)
+    outputs, targets = _logits(spec, rng, {b.view: per_view for b in spec.branches})
+    sup = rng.normal(0, 2, (8, NUM_CLASSES)).astype(np.float32)
+    return sup, rng.integers(0, NUM_CLASSES, 8), outputs, targets
+
+
+def _both_losses(config: Config, problem, step: int, j_state: dict, t_state: dict):
+    """Each framework's (total, terms, next state, gradients of the total w.r.t. the logits)."""
+    sup, labels, outputs, targets = problem
     knobs = registry.knobs(config)
 
     def jax_total(sup_logits, outs):
         inputs = jax_methods.LossInputs(sup_logits, jnp.asarray(labels), outs,
-                                        {k: jnp.asarray(v) for k, v in targets.items()}, jnp.int32(step), knobs)
-        return jax_methods.load(config).loss(inputs)
+                                        {k: jnp.asarray(v) for k, v in targets.items()}, jnp.int32(step), knobs,
+                                        j_state)
+        total, terms, state = jax_methods.loss_with_state(jax_methods.load(config), inputs)
+        return total, (terms, state)
 
-    (j_total, j_terms), j_grads = jax.value_and_grad(jax_total, argnums=(0, 1), has_aux=True)(
+    (j_total, (j_terms, j_next)), j_grads = jax.value_and_grad(jax_total, argnums=(0, 1), has_aux=True)(
         jnp.asarray(sup), jax.tree_util.tree_map(jnp.asarray, outputs))
     t_sup = torch.from_numpy(sup).requires_grad_()
     t_outs = {b: {h: torch.from_numpy(v).requires_grad_() for h, v in heads.items()} for b, heads in outputs.items()}
-    t_total, t_terms = torch_methods.load(config).loss(torch_methods.LossInputs(
-        t_sup, torch.from_numpy(labels), t_outs, {k: torch.from_numpy(v) for k, v in targets.items()}, step, knobs))
+    t_total, t_terms, t_next = torch_methods.loss_with_state(torch_methods.load(config), torch_methods.LossInputs(
+        t_sup, torch.from_numpy(labels), t_outs, {k: torch.from_numpy(v) for k, v in targets.items()}, step, knobs,
+        t_state))
     t_total.backward()
+    t_grads = (t_sup.grad.numpy(), {b: {h: np.zeros_like(outputs[b][h]) if t.grad is None else t.grad.numpy()
+                                        for h, t in heads.items()} for b, heads in t_outs.items()})
+    return (j_total, j_terms, j_next, j_grads), (t_total.detach(), t_terms, t_next, t_grads)
 
-    np.testing.assert_allclose(float(j_total), float(t_total.detach()), rtol=1e-6)
+
+@pytest.mark.parametrize("name", registry.method_names())
+@pytest.mark.parametrize("step", [0, 3, 40])
+def test_loss_terms_and_logit_gradients_agree(name, step, np_rng):
+    config = _config(name)
+    problem = _loss_problem(name, np_rng)
+    jax_side, torch_side = _both_losses(config, problem, step, *_trained_states(name, config))
+    (j_total, j_terms, _, j_grads), (t_total, t_terms, _, t_grads) = jax_side, torch_side
+    np.testing.assert_allclose(float(j_total), float(t_total), rtol=1e-6)
     assert set(j_terms) == set(t_terms)
     for term in t_terms:
         np.testing.assert_allclose(float(j_terms[term]), float(torch.as_tensor(t_terms[term]).detach()), rtol=1e-6,
                                    err_msg=term)
+    if "mask_rate" in t_terms:  # a masked loss: compared where its mask keeps some images and drops others
+        assert 0.0 < float(t_terms["mask_rate"]) < 1.0, f"{name}: mask rate {float(t_terms['mask_rate'])}"
     # Gradients of softmax-based losses cancel to ~0 for confident logits: a few float32 ulps of
     # the largest gradient absolute there (the losses rung's finding).
-    j_sup_grad, j_out_grads = j_grads
-    _assert_grad_close(np.asarray(j_sup_grad), t_sup.grad.numpy(), "sup logits")
-    for branch, heads in t_outs.items():
-        for head, tensor in heads.items():
-            expected = np.zeros_like(outputs[branch][head]) if tensor.grad is None else tensor.grad.numpy()
+    (j_sup_grad, j_out_grads), (t_sup_grad, t_out_grads) = j_grads, t_grads
+    _assert_grad_close(np.asarray(j_sup_grad), t_sup_grad, "sup logits")
+    for branch, heads in t_out_grads.items():
+        for head, expected in heads.items():
             _assert_grad_close(np.asarray(j_out_grads[branch][head]), expected, f"{branch}/{head}")
+
+
+@pytest.mark.parametrize("name", WITH_STATE)
+def test_state_after_k_steps_agrees(name, np_rng):
+    """The method's state after each of K steps, each from its own logits, carried by each
+    framework from its own previous state (as the EMA rung carries the EMA)."""
+    config = _config(name)
+    j_initial, t_initial = jax_methods.initial_state(config, NUM_CLASSES), torch_methods.initial_state(config, NUM_CLASSES)
+    for key in t_initial:
+        np.testing.assert_array_equal(np.asarray(j_initial[key]), t_initial[key].numpy(), err_msg=key)
+    j_state, t_state = _trained_states(name, config)
+    before = dict(t_state)
+    mask_rates = []
+    for step in range(K_STEPS):
+        (_, j_terms, j_state, _), (_, t_terms, t_state, _) = _both_losses(config, _loss_problem(name, np_rng), step,
+                                                                          j_state, t_state)
+        assert set(j_state) == set(t_state)
+        for key in t_state:
+            assert np.asarray(j_state[key]).dtype == t_state[key].numpy().dtype == np.float32, key
+            np.testing.assert_allclose(np.asarray(j_state[key]), t_state[key].numpy(), rtol=1e-6,
+                                       err_msg=f"{key} after step {step}")
+        mask_rates.append(float(t_terms["mask_rate"]))
+    assert 0.0 < min(mask_rates) and max(mask_rates) < 1.0, mask_rates
+    assert all(not torch.equal(t_state[key], before[key]) for key in before)  # every entry did move
 
 
 def _assert_grad_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:

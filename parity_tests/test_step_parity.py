@@ -3,7 +3,7 @@
 Identical initial weights (PyTorch's, converted), one identical batch with identical
 augmentation parameters (a numpy-drawn `BatchSpec`): the loss, both loss terms, the
 gradients, the updated parameters and the BatchNorm running statistics of one SESEMI step
-must agree.
+must agree, and so must the method's state after the step (docs/DESIGN.md section 10).
 
 Finding (reported on the issue): in float32 the loss, its terms and the running statistics
 agree within 1e-5, but the gradients of the lower layers do not. ReLU's derivative jumps at
@@ -25,6 +25,7 @@ import torch
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.sampling import HostStream
 from sesemi_common.stats import channel_stats
+from sesemi_common import methods as registry
 from sesemi_common.methods import ema_decay
 from sesemi_jax import convert as jax_convert
 from sesemi_jax import methods as jax_methods
@@ -49,9 +50,15 @@ CASES = [
     ("resnet20", ["method.name=mean_teacher", "method.mean_teacher.rampup_steps=0", "train.ema_decay=0.9"]),
     ("resnet20", ["method.name=entmin", "method.entmin.weight=1"]),
     ("resnet20", ["method.name=pi_model", "method.pi_model.rampup_steps=0", "model.joint_forward=true"]),
-    # threshold 0: every pseudo-label is kept, so the unlabeled term and its gradient are not
-    # zeroed by an untrained network's low confidence (below 0.95 on every image here)
-    ("resnet20", ["method.name=fixmatch", "method.fixmatch.threshold=0"]),
+    # Masked methods at knobs where the mask keeps some images and drops others (asserted): an
+    # untrained network's confidence is far below 0.95 on every image here, so FixMatch's
+    # (and UDA's) threshold sits among its weak-view confidences (0.235, 0.244, 0.242), and FreeMatch's and
+    # SoftMatch's running statistics are this batch's own (momentum 0): threshold or truncation
+    # at its mean.
+    ("resnet20", ["method.name=fixmatch", "method.fixmatch.threshold=0.24"]),
+    ("resnet20", ["method.name=uda", "method.uda.threshold=0.24"]),
+    ("resnet20", ["method.name=freematch", "method.freematch.ema=0"]),
+    ("resnet20", ["method.name=softmatch", "method.softmatch.ema=0"]),
 ]
 
 
@@ -74,12 +81,15 @@ def _torch_step(config, images, labels, spec, mean, std, dtype):
     optimizer = torch_optim.make_optimizer(model, config.optim)
     scheduler = torch_optim.make_scheduler(optimizer, config.optim, config.train.steps)
     ema = torch_train.make_ema(model, config)
+    method_state = torch_methods.initial_state(config, NUM_CLASSES)
     metrics = torch_train.train_step(model, optimizer, scheduler, SpecBatches(images, labels)[spec], 0,
-                                     method, config, torch.from_numpy(mean), torch.from_numpy(std), ema=ema)
+                                     method, config, torch.from_numpy(mean), torch.from_numpy(std), ema=ema,
+                                     method_state=method_state)
     grads = {k: p.grad.numpy() for k, p in model.named_parameters()}
     after = _numpy_state(model)
     if ema is not None:  # the EMA's weights, under the model's names
         after.update({f"ema.{k}": v for k, v in _numpy_state(ema.module).items()})
+    after.update({f"method_state.{k}": v.numpy() for k, v in method_state.items()})
     return initial, metrics, grads, after
 
 
@@ -95,10 +105,10 @@ def _jax_step(config, initial, images, labels, labeled, spec, mean, std):
     variables = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype),
                                        jax_convert.variables_from_state_dict(initial, backbone))
     state = jax_train.create_state(model, variables, jax_optim.make_optimizer(config.optim, config.train.steps), 0,
-                                   ema_decay(config))
+                                   ema_decay(config), jax_methods.initial_state(config, NUM_CLASSES))
     data = jax_train.device_data(images, labels, labeled, mean, std)
     spec = jax.tree_util.tree_map(np.asarray, spec)
-    _, grads, batch_stats, _, _ = jax_train.loss_and_grads(state, data, spec, method=method, config=config)
+    _, grads, batch_stats, *_ = jax_train.loss_and_grads(state, data, spec, method=method, config=config)
     assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(grads)} == {np.dtype(dtype)}  # computed in `dtype`
     schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
     new_state, metrics = jax_train.train_step_on_spec(state, data, spec, method=method, config=config,
@@ -108,6 +118,7 @@ def _jax_step(config, initial, images, labels, labeled, spec, mean, std):
     after = as_torch(new_state.params, new_state.batch_stats)
     if new_state.ema:
         after.update({f"ema.{k}": v for k, v in as_torch(new_state.ema["params"], new_state.ema["batch_stats"]).items()})
+    after.update({f"method_state.{k}": np.asarray(v) for k, v in new_state.method_state.items()})
     return metrics, as_torch(grads, new_state.batch_stats), after
 
 
@@ -129,11 +140,15 @@ NORMS = {"grad_norm", "param_norm", "update_norm"}
 
 
 def _assert_same_terms(j_metrics: dict, t_metrics: dict, norms: bool = False) -> None:
-    """The loss and every term the method logs, by name, in both frameworks; with `norms`, the
-    gradient, parameter and update norms too (float64 only: in float32 the gradients of the lower
-    layers differ by the ReLU kinks the module docstring describes, and the norms with them)."""
+    """The loss and every term the method logs, by name, in both frameworks; a masked loss's
+    mask keeps some images and drops others (else its term would be compared as 0 or unmasked).
+    With `norms`, the gradient, parameter and update norms too (float64 only: in float32 the
+    gradients of the lower layers differ by the ReLU kinks the module docstring describes, and
+    the norms with them)."""
     assert set(j_metrics) == set(t_metrics)
     assert NORMS <= set(t_metrics)
+    if "mask_rate" in t_metrics:
+        assert 0.0 < float(t_metrics["mask_rate"]) < 1.0, f"mask rate {float(t_metrics['mask_rate'])}"
     for name in set(t_metrics) - {"lr", "train_accuracy"} - (set() if norms else NORMS):
         np.testing.assert_allclose(float(j_metrics[name]), float(t_metrics[name]), rtol=RTOL, err_msg=name)
 
@@ -154,6 +169,9 @@ def test_one_step_float32_loss_and_running_stats(backbone, overrides):
     # (|mean| ~ 6e-4 over 6,144 values) is ill-conditioned, and float32 summation order alone moved
     # one by 1.6e-5 relative (1.6e-8 absolute). Variances are sums of squares: well-conditioned.
     _assert_close(j_after, t_after, "BatchNorm running variances", _running_var_keys(t_after))
+    state_keys = [k for k in t_after if k.startswith("method_state.")]
+    if state_keys:  # (an empty list would mean every key to _assert_close)
+        _assert_close(j_after, t_after, "the method's state", state_keys)
 
 
 @pytest.mark.slow
@@ -166,5 +184,6 @@ def test_one_step_float64_grads_and_updates(backbone, overrides):
         j_metrics, j_grads, j_after = _jax_step(config, initial, images, labels, labeled, spec, mean, std)
     _assert_same_terms(j_metrics, t_metrics, norms=True)
     _assert_close(j_grads, t_grads, "gradients")
-    before = {**initial, **{f"ema.{k}": v for k, v in initial.items()}}
+    before = {**initial, **{f"ema.{k}": v for k, v in initial.items()},
+              **{f"method_state.{k}": v for k, v in registry.initial_method_state(config, NUM_CLASSES).items()}}
     _assert_close(j_after, t_after, "updated params, BatchNorm running statistics and EMA", before=before)

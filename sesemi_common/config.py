@@ -46,7 +46,7 @@ class DataConfig:
     # auto | none | center_crop | squash: how images of other sizes reach data.image_size
     # (sesemi_common/resize.py); auto is center_crop for folders of images, none for benchmark archives
     resize: str = "auto"
-    # device | host | auto (DESIGN.md section 9, docs/placement.md): where the training images live.
+    # device | host | auto (docs/DESIGN.md section 9, docs/placement.md): where the training images live.
     # device: on every device, whole; host: memory-mapped on the host, each step's images gathered
     # and prefetched; auto: device when they fit a share of device memory, else host.
     placement: str = "device"

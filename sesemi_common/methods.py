@@ -8,12 +8,20 @@ their defaults (`method.<name>.<knob>` in the config). The maths lives in one fi
 framework, `sesemi_jax.methods.<name>` and `sesemi_torch.methods.<name>`, each with
 `apply_views` and `loss`; the trainers only read this entry and call those two functions.
 A new method is those two files and one `register(MethodSpec(...))`.
+
+A method may carry state from step to step (docs/DESIGN.md section 10: FreeMatch's running
+confidence, SoftMatch's running mean and variance): its entry's `initial_state` builds the
+state at step 0 as numpy arrays, each framework holds it in its train state (the JAX
+`TrainState.method_state`, a tensor dict beside the PyTorch model), checkpoints it, and hands
+it to the method's `loss`, which returns the next state beside its terms. docs/methods_state.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 GRAD, STOP_GRADIENT, TEACHER = "grad", "stop_gradient", "teacher"
 
@@ -59,6 +67,9 @@ class MethodSpec:
     knobs: type | None = None  # a dataclass of the method's knobs with their defaults
     default_ema_decay: float = 0.0  # used when train.ema_decay is 0 (a teacher needs an EMA)
     module: str = ""  # "{framework}" is replaced by jax or torch; default sesemi_{framework}.methods.<name>
+    # (num_classes, knobs) -> {name: float32/int32 numpy array}: the state at step 0. None: no state
+    # (the method's loss returns (total, terms); with state it returns (total, terms, new state)).
+    initial_state: Callable[[int, Any], dict[str, np.ndarray]] | None = None
 
     def module_for(self, framework: str) -> str:
         return (self.module or f"sesemi_{{framework}}.methods.{self.name}").format(framework=framework)
@@ -86,6 +97,48 @@ class FixMatchKnobs:
     lambda_u: float = 1.0  # weight of the unlabeled term: CE_sup + lambda_u * mean(mask * CE(strong, pseudo))
     # mu (7 unlabeled images per labeled one in the paper) is the batch ratio
     # train.batch_unlabeled / train.batch_labeled, set in the config (the fixmatch preset), not here.
+
+
+@dataclass
+class FreeMatchKnobs:
+    # FreeMatch (Wang et al. 2023): a self-adaptive threshold, the running mean confidence
+    # time_p times the running class distribution p_model / max(p_model); defaults are USB's.
+    lambda_u: float = 1.0  # weight of the masked unlabeled cross-entropy
+    lambda_f: float = 0.01  # weight of the self-adaptive fairness term (USB's ent_loss_ratio)
+    ema: float = 0.999  # momentum of the running statistics (USB's ema_p)
+
+
+@dataclass
+class SoftMatchKnobs:
+    # SoftMatch (Chen et al. 2023): every pseudo-label counts, weighted by a truncated Gaussian of
+    # its confidence around the running mean, with distribution alignment; defaults are USB's.
+    lambda_u: float = 1.0
+    ema: float = 0.999  # momentum of the running mean and variance and of the alignment's p_model (USB's ema_p)
+    n_sigma: float = 2.0  # the Gaussian's width: variance / n_sigma^2
+    # Distribution alignment to a uniform class distribution is always on, as in USB (whose
+    # dist_align flag the algorithm never reads).
+
+
+@dataclass
+class UDAKnobs:
+    # UDA (Xie et al. 2020): defaults of the paper's and USB's CIFAR-10 runs. Training signal
+    # annealing (TSA, off by default in USB) is left out.
+    lambda_u: float = 1.0
+    temperature: float = 0.4  # the weak view's prediction, sharpened: softmax(logits / T)
+    threshold: float = 0.8  # keep an image where the weak view's (unsharpened) confidence is >= this
+
+
+def freematch_initial_state(num_classes: int, knobs) -> dict[str, np.ndarray]:
+    """USB's FreeMatchThresholingHook: uniform p_model and label_hist, time_p = 1/C."""
+    uniform = np.full(num_classes, 1.0 / num_classes, np.float32)
+    return {"time_p": np.float32(1.0 / num_classes), "p_model": uniform, "label_hist": uniform.copy()}
+
+
+def softmatch_initial_state(num_classes: int, knobs) -> dict[str, np.ndarray]:
+    """USB's SoftMatchWeightingHook (mu = 1/C, var = 1) and DistAlignEMAHook (p_model, which USB
+    starts as None and sets to the first batch's mean: here its value is replaced at step 0)."""
+    return {"prob_max_mu": np.float32(1.0 / num_classes), "prob_max_var": np.float32(1.0),
+            "p_model": np.full(num_classes, 1.0 / num_classes, np.float32)}
 
 
 @dataclass
@@ -153,6 +206,16 @@ def knobs(config) -> Any:
     return getattr(config.method, config.method.name, None)
 
 
+def initial_method_state(config, num_classes: int) -> dict[str, np.ndarray]:
+    """The configured method's state at step 0 (numpy, so both frameworks start from the same
+    numbers); {} for a method without state."""
+    spec = get(config.method.name)
+    if spec.initial_state is None:
+        return {}
+    state = spec.initial_state(num_classes, knobs(config))
+    return {name: np.asarray(value) for name, value in state.items()}
+
+
 def ema_decay(config) -> float:
     """The EMA decay in force: `train.ema_decay`, or the method's default when that is 0
     (a teacher needs an EMA); 0 means no EMA is kept."""
@@ -195,3 +258,14 @@ register(MethodSpec("entmin", views_per_image=1, view_params=TWO_VIEWS[:2],
 register(MethodSpec("fixmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
                     knobs=FixMatchKnobs))
+# FreeMatch and SoftMatch are FixMatch (its views, branches and hard pseudo-labels) with another
+# rule for which pseudo-labels count; both carry running statistics from step to step.
+register(MethodSpec("freematch", views_per_image=2, view_params=FIXMATCH_VIEWS,
+                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
+                    knobs=FreeMatchKnobs, initial_state=freematch_initial_state))
+register(MethodSpec("softmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
+                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
+                    knobs=SoftMatchKnobs, initial_state=softmatch_initial_state))
+register(MethodSpec("uda", views_per_image=2, view_params=FIXMATCH_VIEWS,
+                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
+                    knobs=UDAKnobs))

@@ -1,5 +1,5 @@
 """The decoded uint8 images as a memory-mapped `.npy`, written chunk by chunk and read in place
-(DESIGN.md section 9, "Placement").
+(docs/DESIGN.md section 9, "Placement").
 
 Writing never holds the whole set in RAM: `open_memmap` creates the file at its final size, the
 decode workers (or the slices of an array already in memory) fill it chunk by chunk, and the pages

@@ -1,4 +1,4 @@
-"""Where the training images live (DESIGN.md section 9, "Placement"; docs/placement.md): the
+"""Where the training images live (docs/DESIGN.md section 9, "Placement"; docs/placement.md): the
 decision, framework-free. The trainers measure the memory and act on the answer.
 
 `device`: the uint8 set on every device, whole (each step gathers its images on the device).

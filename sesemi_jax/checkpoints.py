@@ -4,6 +4,10 @@ Orbax writes each step into a temporary folder and renames it when complete, so 
 mid-write never leaves a broken latest checkpoint: `latest_step` only sees finished ones.
 A checkpoint broken later (disk, copy, hand) is skipped by `restore`, which falls back to
 the newest one that loads.
+
+A train state whose method carries no state (`method_state` is {}) is written without that
+field, exactly as before methods could carry state, so those checkpoints still load and a
+stateless run's checkpoints are unchanged.
 """
 
 from __future__ import annotations
@@ -13,8 +17,34 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax.training import train_state
 
 from sesemi_common.checkpoint_fallback import newest_that_loads
+
+from .train import TrainState
+
+
+class _StatelessTrainState(train_state.TrainState):
+    """TrainState's fields without `method_state`: what a checkpoint holds for a method without state."""
+
+    batch_stats: Any
+    rng: jax.Array
+    ema: Any
+
+
+def _on_disk(state: Any) -> Any:
+    if not isinstance(state, TrainState) or state.method_state:
+        return state
+    fields = {name: getattr(state, name) for name in ("step", "apply_fn", "params", "tx", "opt_state",
+                                                       "batch_stats", "rng", "ema")}
+    return _StatelessTrainState(**fields)
+
+
+def _in_memory(restored: Any, like: Any) -> Any:
+    if not isinstance(restored, _StatelessTrainState):
+        return restored
+    return like.replace(step=restored.step, params=restored.params, opt_state=restored.opt_state,
+                        batch_stats=restored.batch_stats, rng=restored.rng, ema=restored.ema)
 
 
 def _manager(directory: Path) -> ocp.CheckpointManager:
@@ -28,7 +58,7 @@ def save(directory: Path, step: int, state: Any) -> None:
     with _manager(directory) as manager:
         if step in manager.all_steps():  # an unreadable checkpoint a fallback resume is now replacing
             manager.delete(step)
-        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        manager.save(step, args=ocp.args.StandardSave(_on_disk(state)), force=True)
         manager.wait_until_finished()
 
 
@@ -43,8 +73,9 @@ def restore(directory: Path, like: Any, step: int | None = None) -> Any:
     """The state saved at `step` (default: the newest that loads), shaped like `like` (a state of this run)."""
     if not Path(directory).is_dir():  # checked first: the manager would create the folder
         return newest_that_loads(directory, [], lambda _: None)
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _on_disk(like))
     with _manager(directory) as manager:
         steps = manager.all_steps() if step is None else [step]
-        return newest_that_loads(directory, steps,
-                                 lambda s: manager.restore(s, args=ocp.args.StandardRestore(abstract)))
+        return _in_memory(newest_that_loads(directory, steps,
+                                            lambda s: manager.restore(s, args=ocp.args.StandardRestore(abstract))),
+                          like)

@@ -18,6 +18,7 @@ from sesemi_common.weights import extra_heads
 
 from . import checkpoints, distributed, loop, tta
 from .convert import WeightsError, state_dict_from_variables, variables_from_state_dict
+from . import methods
 from .methods import registry
 from .models import init_variables, make_model
 from .optim import make_optimizer
@@ -46,7 +47,8 @@ class JaxBackend:
         model = make_model(config.model.backbone, num_classes, registry.get(config.method.name).heads,
                            config.model.dropout)
         like = create_state(model, init_variables(model, jax.random.PRNGKey(0), config.data.image_size),
-                            make_optimizer(config.optim, config.train.steps), config.train.seed, ema_decay(config))
+                            make_optimizer(config.optim, config.train.steps), config.train.seed, ema_decay(config),
+                            methods.initial_state(config, num_classes))
         state = checkpoints.restore(run.checkpoints, like, step)
         return state_dict_from_variables(loop.eval_variables(state, config), config.model.backbone), int(state.step)
 

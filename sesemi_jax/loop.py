@@ -55,7 +55,8 @@ def _initial_state(exp: Experiment, model, tx, initial_variables: dict | None) -
         initial_variables = init_variables(model, key, exp.dataset.train_images.shape[1])
         if config.model.weights:
             initial_variables = load_pretrained(initial_variables, config.model.weights, config.model.backbone)
-    return create_state(model, initial_variables, tx, config.train.seed, ema_decay(config))
+    return create_state(model, initial_variables, tx, config.train.seed, ema_decay(config),
+                        methods.initial_state(config, exp.num_classes))
 
 
 def eval_variables(state: TrainState, config: Config) -> dict:

@@ -54,3 +54,15 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) 
     """Mean over the whole batch of `mask * CE(logits, labels)`: masked-out examples count as 0
     in the mean (FixMatch's unlabeled term divides by all mu*B images, not by the kept ones)."""
     return jnp.mean(mask * optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def sharpened_log_probs(logits: jax.Array, temperature: float) -> jax.Array:
+    """log softmax(logits / T): the temperature-sharpened target distribution (UDA's T = 0.4,
+    MixMatch's sharpening p^(1/T) / sum p^(1/T) in the log domain), as log-probabilities."""
+    return jax.nn.log_softmax(logits / temperature)
+
+
+def kl_divergence(target_log_probs: jax.Array, logits: jax.Array) -> jax.Array:
+    """Per example, KL(p || softmax(logits)) = sum p (log p - log q) with log p = `target_log_probs`:
+    (N,), so a method can mask and average it (UDA's consistency)."""
+    return jnp.sum(jnp.exp(target_log_probs) * (target_log_probs - jax.nn.log_softmax(logits)), axis=-1)

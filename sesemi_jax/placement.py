@@ -1,5 +1,5 @@
 """`data.placement=host` in JAX: the step's images gathered on the host from a memory-mapped
-cache and prefetched to the devices (DESIGN.md section 9; docs/placement.md).
+cache and prefetched to the devices (docs/DESIGN.md section 9; docs/placement.md).
 
 The indices and view parameters of step s are those the on-device walk draws: the host runs the
 very same jitted `train.sample_spec` on the CPU device, with the same key (`split(state.rng)[1]`)

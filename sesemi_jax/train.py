@@ -30,7 +30,7 @@ from sesemi_common.sampling import BatchSpec, crop_geometry
 from sesemi_common.stats import normalization_table
 
 from . import distributed, transforms
-from .methods import LossInputs, Method, sample_views
+from .methods import LossInputs, Method, loss_with_state, sample_views
 
 
 # A pytree, so specs can be drawn inside the jitted step or passed into it from the host.
@@ -42,6 +42,7 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
     rng: jax.Array  # base key; every step's keys derive from (rng, step), so resuming is exact
     ema: Any  # {} or {"params", "batch_stats"}: the exponential moving average of both (the teacher)
+    method_state: Any = struct.field(default_factory=dict)  # {} or the method's state (registry `initial_state`)
 
 
 @struct.dataclass
@@ -67,13 +68,14 @@ def device_data(images: np.ndarray, labels: np.ndarray, labeled: np.ndarray,
 
 
 def create_state(model, variables: dict, tx: optax.GradientTransformation, seed: int,
-                 ema_decay: float = 0.0) -> TrainState:
-    """The state at step 0; with `ema_decay` > 0 its EMA starts as a copy of the variables."""
+                 ema_decay: float = 0.0, method_state: dict | None = None) -> TrainState:
+    """The state at step 0; with `ema_decay` > 0 its EMA starts as a copy of the variables.
+    `method_state`: the method's state at step 0 (`methods.initial_state`), {} for none."""
     batch_stats = variables.get("batch_stats", {})
     ema = jax.tree_util.tree_map(jnp.array, {"params": variables["params"], "batch_stats": batch_stats}) \
         if ema_decay else {}
     return TrainState.create(apply_fn=model.apply, params=variables["params"], batch_stats=batch_stats, tx=tx,
-                             rng=jax.random.PRNGKey(seed), ema=ema)
+                             rng=jax.random.PRNGKey(seed), ema=ema, method_state=method_state or {})
 
 
 def update_ema(ema: dict, state: TrainState, decay: float) -> dict:
@@ -195,8 +197,9 @@ def _teacher_forward(state: TrainState, views, method: Method, dropout_key) -> d
 
 
 def loss_and_grads(state: TrainState, data: DeviceData, spec: BatchSpec, *, method: Method,
-                   config: Config, mesh: Mesh | None = None) -> tuple[jax.Array, Any, Any, dict, jax.Array]:
-    """(loss, grads, new batch_stats, loss terms, supervised logits) of the batch `spec` describes."""
+                   config: Config, mesh: Mesh | None = None) -> tuple[jax.Array, Any, Any, dict, jax.Array, Any]:
+    """(loss, grads, new batch_stats, loss terms, supervised logits, the method's next state) of
+    the batch `spec` describes."""
     step_key = jax.random.fold_in(jax.random.split(state.rng)[0], state.step)
     noise_key, dropout_key = jax.random.split(step_key)
     x_sup, views, targets = model_inputs(data, spec, method, config, noise_key)
@@ -207,22 +210,25 @@ def loss_and_grads(state: TrainState, data: DeviceData, spec: BatchSpec, *, meth
 
     def loss_fn(params):
         sup_logits, outputs, batch_stats = _student_forward(state, params, x_sup, views, method, config, dropout_key)
-        total, terms = method.loss(LossInputs(sup_logits, labels, {**outputs, **teacher}, targets, state.step, knobs))
-        return total, (batch_stats, terms, sup_logits)
+        inputs = LossInputs(sup_logits, labels, {**outputs, **teacher}, targets, state.step, knobs,
+                            state.method_state)
+        total, terms, method_state = loss_with_state(method, inputs)
+        return total, (batch_stats, terms, sup_logits, jax.lax.stop_gradient(method_state))
 
-    (loss, (batch_stats, terms, sup_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return loss, grads, batch_stats, terms, sup_logits
+    (loss, (batch_stats, terms, sup_logits, method_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    return loss, grads, batch_stats, terms, sup_logits, method_state
 
 
 def train_step_on_spec(state: TrainState, data: DeviceData, spec: BatchSpec, *, method: Method,
                        config: Config, schedule: optax.Schedule, mesh: Mesh | None = None) -> tuple[TrainState, dict]:
     """One optimizer step on the batch described by `spec`."""
-    loss, grads, batch_stats, terms, sup_logits = loss_and_grads(state, data, spec, method=method,
-                                                                 config=config, mesh=mesh)
+    loss, grads, batch_stats, terms, sup_logits, method_state = loss_and_grads(state, data, spec, method=method,
+                                                                               config=config, mesh=mesh)
     labels = data.labels[spec.labeled]
     metrics = {"loss": loss, **terms, "lr": schedule(state.step),
                "train_accuracy": jnp.mean(jnp.argmax(sup_logits, -1) == labels)}
-    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats, method_state=method_state)
     metrics.update(norms(grads, state.params, new_state.params))
     decay = ema_decay(config)
     if decay:

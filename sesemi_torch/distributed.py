@@ -159,6 +159,14 @@ def mean_over_processes(values: torch.Tensor) -> torch.Tensor:
     return values / dist.get_world_size()
 
 
+def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
+    """The sum of `x` over the processes, differentiable (its gradient is summed likewise, which
+    DDP's average turns into the gradient of the global quantity); `x` itself in one process."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return x
+    return _SumOverProcesses.apply(x)
+
+
 def global_noise(shape: tuple[int, ...], process: Process, draw) -> torch.Tensor:
     """This process's chunk of `draw(global shape)`, the global batch being `count` times the local
     one: every process draws the same (its generator is seeded as the others'), so the noise is the

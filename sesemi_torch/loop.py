@@ -99,6 +99,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     optimizer = make_optimizer(model, config.optim)
     scheduler = make_scheduler(optimizer, config.optim, config.train.steps)
     ema = make_ema(model, config)
+    method_state = methods.initial_state(config, exp.num_classes, device)
     start = 0
     if resume:  # every process loads the checkpoint
         saved = checkpoints.restore(exp.run.checkpoints)
@@ -107,6 +108,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
             ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if method_state:  # a checkpoint of a method with state holds it (exactly: tensors, not floats)
+            method_state.update({k: v.to(device) for k, v in saved["method_state"].items()})
         torch.set_rng_state(saved["torch_rng"])
         start = saved["step"]
         if process.writer:
@@ -135,12 +138,13 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         checkpoints.save(exp.run.checkpoints, done, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done,
-            **({"ema": ema.state_dict()} if ema is not None else {})})
+            **({"ema": ema.state_dict()} if ema is not None else {}),
+            **({"method_state": {k: v.cpu() for k, v in method_state.items()}} if method_state else {})})
         run_weights.save(exp.run, done, ema.module if config.train.eval_ema else model, config)
 
     def step_fn(step: int, batch: dict) -> dict:
         return train_step(net, optimizer, scheduler, to_device(batch, device), step, method, config, mean, std,
-                          channels_last, ema, zca, process)
+                          channels_last, ema, zca, process, method_state)
 
     started = time.perf_counter()
     try:

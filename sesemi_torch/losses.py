@@ -54,3 +54,16 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch
     """Mean over the whole batch of `mask * CE(logits, labels)`: masked-out examples count as 0
     in the mean (FixMatch's unlabeled term divides by all mu*B images, not by the kept ones)."""
     return (mask * F.cross_entropy(logits, labels, reduction="none")).mean()
+
+
+def sharpened_log_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(logits / T): the temperature-sharpened target distribution (UDA's T = 0.4,
+    MixMatch's sharpening p^(1/T) / sum p^(1/T) in the log domain), as log-probabilities."""
+    return (logits / temperature).log_softmax(-1)
+
+
+def kl_divergence(target_log_probs: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Per example, KL(p || softmax(logits)) = sum p (log p - log q) with log p = `target_log_probs`:
+    (N,), so a method can mask and average it (UDA's consistency). F.kl_div(log q, log p,
+    log_target=True, reduction="none") summed over classes."""
+    return F.kl_div(logits.log_softmax(-1), target_log_probs, reduction="none", log_target=True).sum(-1)

@@ -25,7 +25,7 @@ from sesemi_common.sampling import crop_geometry
 
 from . import transforms
 from .distributed import global_noise, unwrap
-from .methods import LossInputs, Method
+from .methods import LossInputs, Method, loss_with_state
 
 
 def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
@@ -109,8 +109,13 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
                step: int, method: Method, config: Config, mean: torch.Tensor, std: torch.Tensor,
                channels_last: bool = False, ema: AveragedModel | None = None,
                zca: tuple[torch.Tensor, torch.Tensor] | None = None,
-               process: Process = Process()) -> dict[str, torch.Tensor]:
+               process: Process = Process(), method_state: dict[str, torch.Tensor] | None = None
+               ) -> dict[str, torch.Tensor]:
     """One optimizer step; returns detached metrics (the loop fetches them every log_every steps).
+
+    `method_state` (`methods.initial_state`, for a method that declares state) is the method's
+    state beside the model: the step hands it to the loss and replaces its entries with the next
+    state, in place, as an optimizer updates its own state.
 
     In one of several processes `model` is the DDP-wrapped model, `batch` this process's chunk of
     the step's batch and the metrics its means: every method's loss is a mean over the chunk's
@@ -132,8 +137,9 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
     by_branch = {b.name: {h: v.detach() for h, v in out.items()} if b.mode == STOP_GRADIENT else out
                  for b, out in zip(branches, outputs[1:])}
     sup_logits = outputs[0]["sup"]
-    total, terms = method.loss(LossInputs(sup_logits, labels, {**by_branch, **teacher}, targets, step,
-                                          method_knobs(config)))
+    current = {} if method_state is None else method_state
+    total, terms, next_state = loss_with_state(method, LossInputs(
+        sup_logits, labels, {**by_branch, **teacher}, targets, step, method_knobs(config), current))
     lr = scheduler.get_last_lr()[0]
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -142,6 +148,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, ba
     optimizer.step()
     scheduler.step()
     step_norms = norms(params, before)
+    if method_state is not None:
+        method_state.update({name: value.detach() for name, value in next_state.items()})
     if ema is not None:  # the same update in every process: their parameters and buffers are equal
         ema.update_parameters(unwrap(model))
     train_accuracy = (sup_logits.argmax(-1) == labels).float().mean()

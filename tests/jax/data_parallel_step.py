@@ -50,7 +50,7 @@ def main() -> None:
                                   ("exact", exact_state, None)):
         step = jax.jit(partial(train.loss_and_grads, method=method, config=config, mesh=mesh))
         runs[name] = step(run_state, data, spec)
-    (loss_1, grads_1, stats_1, terms_1, _), (loss_2, grads_2, stats_2, terms_2, _) = runs["one"], runs["mesh"]
+    (loss_1, grads_1, stats_1, terms_1, *_), (loss_2, grads_2, stats_2, terms_2, *_) = runs["one"], runs["mesh"]
     loss_exact, grads_exact = runs["exact"][:2]
     print(json.dumps({"devices": len(jax.devices()), "mesh_size": train.batch_mesh().size,
                       "dtypes": sorted({str(g.dtype) for g in jax.tree.leaves((grads_1, grads_2, stats_2))}),

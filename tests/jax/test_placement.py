@@ -53,7 +53,7 @@ def test_host_batches_equal_the_device_walk_for_20_steps(tmp_path, method_name):
 
 @pytest.mark.slow
 def test_host_and_device_placement_train_the_same_run(tmp_path, monkeypatch):
-    """The losses of every logged step within the one-step rung's rtol 1e-5 (DESIGN.md section 5);
+    """The losses of every logged step within the one-step rung's rtol 1e-5 (docs/DESIGN.md section 5);
     the gathered images are bit-identical, so the only difference allowed is XLA's."""
     monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))  # the memory-mapped copy goes there
     runs = {}

@@ -134,3 +134,27 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused():
     with pytest.raises(ConfigError, match=r"^train.batch_unlabeled \(3\) must be divisible by the 2 processes the "
                                           r"batch is split over$"):
         check_divisible(config, Process(1, 2))
+
+
+@pytest.mark.slow
+def test_a_method_state_is_the_global_batch_s_in_every_process(tmp_path):
+    """FreeMatch's running statistics (momentum 0: the step's own batch, so a state computed from
+    one process's chunk would be far off) are all-reduced: 2 processes hold the 1-process state.
+    The state is float32 (its dtype is kept), so the float64 sums, ~1e-16 apart, may round to
+    neighbouring float32 values: one float32 ulp (6e-8) of relative difference is the bound."""
+    extra = ["method.name=freematch", "method.freematch.ema=0"]
+    two = torchrun(tmp_path / "two", *extra)
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        loop.fit(apply_overrides(Config(), [*OVERRIDES, *extra]), tmp_path / "one", show_progress=False)
+    finally:
+        torch.set_default_dtype(dtype)
+    done = finished(two)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = saved(tmp_path / "one", 3)["method_state"], saved(tmp_path / "two", 3)["method_state"]
+    assert set(one) == {"time_p", "p_model", "label_hist"} and one["time_p"].dtype == torch.float32
+    assert largest_difference(one, two) <= 1.2e-7
+    thresholds = [(a["threshold"], b["threshold"]) for a, b in
+                  zip(comparable_metrics(tmp_path / "one"), comparable_metrics(tmp_path / "two")) if "threshold" in a]
+    assert len(thresholds) == 6 and all(b == pytest.approx(a, rel=1.2e-7) for a, b in thresholds)
