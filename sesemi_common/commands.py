@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from . import run_weights, tta
+from . import run_lock, run_weights, tta
 from .config import Config, ConfigError, apply_overrides, replace_dotted, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
 from .distributed import Process
@@ -32,7 +32,7 @@ from .weights import WeightsError, write_npz
 # eval.tta=8 each image's softmax averaged over its 8 test-time views (sesemi_common/tta.py).
 Classifier = Callable[[np.ndarray], np.ndarray]
 USER_ERRORS = (ConfigError, DatasetError, SplitError, RunDirError, CheckpointError, FileNotFoundError,
-               NonFiniteLossError, WeightsError)
+               NonFiniteLossError, WeightsError, run_lock.RunInUseError)
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 
@@ -117,14 +117,27 @@ def _train(backend: Backend, args, options: dict, process: Process = Process(),
     run = RunDir(args.run_dir)
     run.check_folder()
     say = note if process.writer else (lambda text: None)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run in --run-dir and --overwrite replaces it: pass one of them")
+    if args.resume:  # before the lock, which would create the folder
+        run.require_run("nothing to resume; train without --resume to start a run there")
+    # Process 0 holds the run directory from before it reads its state until the command ends, so
+    # a second trainer is refused before it reads, clears or appends anything (run_lock.py).
+    lock = run_lock.acquire(run.path) if process.writer else None
+    try:
+        config = _resume_config(args, run) if args.resume else None
+        return _train_holding(backend, args, options, process, synchronize, run, config, say)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train_holding(backend: Backend, args, options: dict, process: Process, synchronize: Callable[[], None],
+                   run: RunDir, config: Config | None, say: Callable[[str], None]) -> int:
     def fit(config: Config, resume: bool) -> dict:
         return backend.fit(config, run.path, resume, show_progress=not args.no_progress, **options)
 
-    if args.resume and args.overwrite:
-        raise ConfigError("--resume continues the run in --run-dir and --overwrite replaces it: pass one of them")
     if args.resume:
-        config = _resume_config(args, run)
         state = run.state()
         synchronize()
         if state == "finished":
