@@ -332,9 +332,7 @@ def validate(config: Config) -> None:
     non_negative = {
         "train.batch_unlabeled": config.train.batch_unlabeled, "optim.weight_decay": config.optim.weight_decay,
         "optim.momentum": config.optim.momentum, "optim.warmup_steps": config.optim.warmup_steps,
-        "train.ema_decay": config.train.ema_decay,
-        **{key: value for key, value in _leaves(config.method, "method.").items()
-           if isinstance(value, (int, float)) and not isinstance(value, bool)},
+        "train.ema_decay": config.train.ema_decay, "optim.poly_power": config.optim.poly_power,
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
         "augment.noise_std": config.augment.noise_std,
     }
@@ -344,6 +342,7 @@ def validate(config: Config) -> None:
     for key, value in flat_values(config).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
+    _check_knob_ranges(config)
     _check_eval(config)
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config key 'model.dropout' must be in [0, 1), got {config.model.dropout}")
@@ -353,12 +352,44 @@ def validate(config: Config) -> None:
                           "(or use method.name=supervised)")
     if not config.train.ema_decay < 1.0:
         raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1), got {config.train.ema_decay}")
+    if not config.optim.momentum < 1.0:  # a momentum of 1 never forgets a gradient: the steps grow without end
+        raise ConfigError(f"config key 'optim.momentum' must be in [0, 1), got {config.optim.momentum}")
+    _check_paddings(config)
     if config.train.eval_ema and not methods.ema_decay(config):
         raise ConfigError("train.eval_ema needs an EMA: set train.ema_decay, e.g. 0.999")
     if config.optim.warmup_steps >= config.train.steps:
         raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
                           f"train.steps ({config.train.steps})")
     check_momentum(config.optim)
+
+
+def _check_knob_ranges(config: Config) -> None:
+    """Every method's knobs against the ranges its registry entry declares (methods.MethodSpec.ranges)."""
+    for name in methods.method_names():
+        section = getattr(config.method, name, None)
+        if section is None:
+            continue
+        for knob, value in dataclasses.asdict(section).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            allowed = methods.knob_range(name, knob)
+            if value not in allowed:
+                raise ConfigError(f"config key 'method.{name}.{knob}' must be {allowed}, got {value}")
+
+
+def _check_paddings(config: Config) -> None:
+    """A reflect padding must be smaller than the image (a mirror of a 2 px image has 1 px to show);
+    refused here rather than at the first step, in the transforms."""
+    size = config.data.image_size
+    if config.augment.crop == "translate" and config.augment.translate >= size:
+        raise ConfigError(f"augment.translate={config.augment.translate} needs data.image_size > "
+                          f"{config.augment.translate} (a reflect padding must be smaller than the image), got "
+                          f"{size}: lower augment.translate or raise data.image_size")
+    spec = methods.get(config.method.name)
+    for param in spec.view_params:
+        if param.kind == "crop" and param.padding is not None and param.padding >= size:
+            raise ConfigError(f"method {spec.name} shifts its views by up to {param.padding} px, which needs "
+                              f"data.image_size > {param.padding}, got {size}")
 
 
 TTA_CHOICES = (1, 8)  # eval.tta: views per test image

@@ -12,6 +12,8 @@ A new method is those two files and one `register(MethodSpec(...))`.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,30 @@ class ViewParam:
     padding: int | None = None  # crop only: a method's own shift (FixMatch's 4 px), not augment.translate
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a knob can mean something with: [low, high], or [low, high) with `open_high`."""
+
+    low: float = 0.0
+    high: float = math.inf
+    open_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value and (value < self.high if self.open_high else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"at least {self.low:g}" if self.low else "zero or positive"
+        return f"in [{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+# The ranges a knob declares in `MethodSpec.ranges`; a knob it leaves out must be NON_NEGATIVE
+# (weights, ramp-up lengths).
+NON_NEGATIVE = Range()
+PROBABILITY = Range(0.0, 1.0)  # a confidence threshold, a mixing fraction
+DECAY = Range(0.0, 1.0, open_high=True)  # an EMA decay or momentum: 1 would never forget
+
+
 VIEW_KINDS = ("crop", "flip", "randaugment_ops", "randaugment_magnitudes", "cutout")
 
 
@@ -59,6 +85,9 @@ class MethodSpec:
     knobs: type | None = None  # a dataclass of the method's knobs with their defaults
     default_ema_decay: float = 0.0  # used when train.ema_decay is 0 (a teacher needs an EMA)
     module: str = ""  # "{framework}" is replaced by jax or torch; default sesemi_{framework}.methods.<name>
+    # knob name -> Range of the values it can mean something with (config.validate refuses the
+    # rest by name); a knob not listed must be zero or positive (NON_NEGATIVE).
+    ranges: dict[str, Range] = field(default_factory=dict)
 
     def module_for(self, framework: str) -> str:
         return (self.module or f"sesemi_{{framework}}.methods.{self.name}").format(framework=framework)
@@ -124,6 +153,10 @@ def register(spec: MethodSpec) -> MethodSpec:
             raise ValueError(f"branch {branch.name!r} of {spec.name!r} asks for a head the method does not declare")
     if "sup" in spec.heads:
         raise ValueError(f"{spec.name!r}: 'sup' is the supervised head every network has")
+    knob_names = {f.name for f in dataclasses.fields(spec.knobs)} if spec.knobs is not None else set()
+    if set(spec.ranges) - knob_names:
+        raise ValueError(f"{spec.name!r} declares ranges of knobs it does not have: "
+                         f"{', '.join(sorted(set(spec.ranges) - knob_names))}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -142,6 +175,11 @@ def get(name: str) -> MethodSpec:
 def knob_defaults() -> dict[str, Any]:
     """{method name: knob dataclass instance with defaults} for every method that has knobs."""
     return {name: spec.knobs() for name, spec in _REGISTRY.items() if spec.knobs is not None}
+
+
+def knob_range(method: str, knob: str) -> Range:
+    """The range `method` declares for `knob` (NON_NEGATIVE unless it declares another)."""
+    return get(method).ranges.get(knob, NON_NEGATIVE)
 
 
 def knobs(config) -> Any:
@@ -190,4 +228,4 @@ register(MethodSpec("entmin", views_per_image=1, view_params=TWO_VIEWS[:2],
                     branches=(Branch("unlabeled", "a"),), knobs=EntminKnobs))
 register(MethodSpec("fixmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=FixMatchKnobs))
+                    knobs=FixMatchKnobs, ranges={"threshold": PROBABILITY}))
