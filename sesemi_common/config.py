@@ -126,7 +126,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
@@ -430,7 +430,8 @@ def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value)
+    """A value as the command line spells it: strings quoted, true/false for booleans (not Python's True)."""
+    return json.dumps(value) if isinstance(value, (str, bool)) else str(value)
 
 
 def check_momentum(optim: OptimConfig) -> None:

@@ -26,6 +26,7 @@ creates anything: only the write methods create the folder.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -127,7 +128,7 @@ class RunDir:
             return {name: arrays[name] for name in arrays.files}
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(_plain(dict(record)))
+        line = to_json(dict(record))
         with open(self._created("metrics.jsonl"), "a") as f:
             f.write(line + "\n")
             f.flush()
@@ -152,7 +153,7 @@ class RunDir:
     def truncate_metrics(self, step: int) -> None:
         """Keep only records up to `step`: a resumed run rewrites what came after its checkpoint."""
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
+        text = "".join(to_json(r) + "\n" for r in kept)
         atomic_write(self._created("metrics.jsonl"), lambda f: f.write(text.encode()))
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
@@ -185,8 +186,17 @@ class RunDir:
         return path
 
 
+def to_json(value: Any, **options) -> str:
+    """Strict JSON (RFC 8259) of `value`: numpy and framework numbers as Python's, and a NaN or an
+    infinity as null, so every JSON file sesemi writes parses anywhere (no bare `NaN`)."""
+    return json.dumps(_plain(value), allow_nan=False, **options)
+
+
 def _plain(value: Any) -> Any:
-    """`value` with numpy scalars and arrays turned into Python numbers and lists, for JSON."""
+    """`value` with numpy scalars and arrays turned into Python numbers and lists, for JSON;
+    non-finite floats become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -201,5 +211,5 @@ def _plain(value: Any) -> Any:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    text = json.dumps(_plain(value), indent=2, sort_keys=True) + "\n"
+    text = to_json(value, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
