@@ -111,6 +111,15 @@ class RunDir:
             if (self.path / name).is_dir():
                 shutil.rmtree(self.path / name)
 
+    def remove_checkpoint(self, step: int) -> None:
+        """Remove checkpoint `step` (either framework's) and its weights file: one that is known bad."""
+        for path in (self.checkpoints / str(step), self.checkpoints / f"step_{step}.pt",
+                     self.path / "weights" / f"step_{step}.npz"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
     def write_config(self, config: Config) -> None:
         _write_json(self._created("config.json"), config.to_dict())
 

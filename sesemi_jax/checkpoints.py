@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from sesemi_common.checkpoint_fallback import newest_that_loads
+from sesemi_common.progress import NonFiniteWeightsError
 
 
 def _manager(directory: Path) -> ocp.CheckpointManager:
@@ -24,7 +27,20 @@ def _manager(directory: Path) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
+def all_finite(tree: Any) -> bool:
+    """Whether every floating leaf is finite; of a replicated array, this process's own copy."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array):
+            leaf = leaf.addressable_shards[0].data
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(np.isfinite(np.asarray(leaf, np.float32)).all()):
+            return False
+    return True
+
+
 def save(directory: Path, step: int, state: Any) -> None:
+    """Refuses (NonFiniteWeightsError, nothing written) a state whose variables are not finite."""
+    if not all_finite((state.params, state.batch_stats, state.ema)):
+        raise NonFiniteWeightsError(step)
     with _manager(directory) as manager:
         if step in manager.all_steps():  # an unreadable checkpoint a fallback resume is now replacing
             manager.delete(step)

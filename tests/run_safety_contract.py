@@ -69,3 +69,80 @@ class RunSafetyContract:
         assert lock.held and json.loads((run_dir / ".sesemi.lock").read_text())["pid"] == os.getpid()
         lock.release()
         assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.jsonl"]
+
+    @pytest.mark.parametrize("override, message", [
+        ("method.fixmatch.threshold=1.5", "error: config key 'method.fixmatch.threshold' must be in [0, 1], got 1.5"),
+        ("data.image_size=2", "error: augment.translate=2 needs data.image_size > 2"),
+        ("augment.translate=40", "error: augment.translate=40 needs data.image_size > 40"),
+    ])
+    def test_2_5_a_knob_out_of_range_or_a_padding_too_large_is_refused_before_anything(self, capsys, tmp_path,
+                                                                                       override, message):
+        code, _, err = self.train(capsys, tmp_path / "r", *SHORT, "method.name=fixmatch", override)
+        assert code == 2 and err.startswith(message) and len(err.splitlines()) == 1
+        assert not (tmp_path / "r").exists()
+
+    @pytest.mark.slow
+    def test_3_4_a_diverged_run_names_a_checkpoint_that_resumes_and_nan_is_never_scored(self, capsys, tmp_path):
+        run_dir, run = tmp_path / "r", RunDir(tmp_path / "r")
+        every_step = [*SHORT, "train.steps=6", "train.checkpoint_every=1", "train.eval_every=6"]
+        code, _, err = self.train(capsys, run_dir, *every_step, "optim.lr=1000")
+        assert code == 2 and len(err.splitlines()) == 1, err
+        # The step that overflowed ran from the newest checkpoint: it is removed, the one before is named
+        # and is the one --resume takes (before issue 30 the resume stopped again at once).
+        assert err.startswith("error: the weights became non-finite at step 4 (checkpoint 3, whose weights gave it, "
+                              "is removed): lower optim.lr or check the data; the last good checkpoint is step 2")
+        assert run.checkpoint_steps() == [2] and run_weights.saved_steps(run) == [2]
+        code, _, err = self.train(capsys, run_dir, "--resume", "optim.lr=1e-12")
+        assert code == 0, err
+        assert RunDir(run_dir).read_summary()["steps"] == 6
+        # A model with NaN weights: eval, predict and verify say so, exit non-zero, and score nothing.
+        state_dict, record = read_npz_with_metadata(run_weights.final_file(run))
+        write_npz({k: v * np.float32("nan") if v.dtype.kind == "f" else v for k, v in state_dict.items()},
+                  run_weights.final_file(run), record)
+        code, out, err = self.invoke(capsys, "eval", str(run_dir))
+        assert code == 2 and out == "" and err == (
+            f"error: the model of step 6 (weights file {run_weights.final_file(run)}) gives non-finite logits for 364 "
+            "of 364 images: it diverged, so it is not scored; evaluate an earlier one (--checkpoint 5), or train "
+            "again with a lower optim.lr")
+        image = tmp_path / "x.png"
+        from PIL import Image
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+        code, _, err = self.invoke(capsys, "predict", str(run_dir), str(image), "--out", str(tmp_path / "p.csv"))
+        assert code == 2 and "gives non-finite logits for 1 of 1 images" in err and not (tmp_path / "p.csv").exists()
+        from sesemi_common import cli as sesemi_cli
+        code = sesemi_cli.main(["verify", str(run_dir)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "non-finite logits" in err and len(err.splitlines()) == 1
+        assert not (run_dir / "verify.json").exists()
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():  # strict JSON: no bare NaN
+            json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))
+
+    @pytest.mark.slow
+    def test_8_sigterm_says_how_to_resume_and_a_lost_weights_file_names_export(self, capsys, monkeypatch, tmp_path):
+        run_dir, run = tmp_path / "r", RunDir(tmp_path / "r")
+        append = RunDir.append_metrics
+
+        six = [*SHORT, "train.steps=6", "train.eval_every=6"]
+
+        def append_or_terminate(self, record):
+            if record.get("step") == 5 and "loss" in record:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler preempting the job would
+            append(self, record)
+        with monkeypatch.context() as patch:
+            patch.setattr(RunDir, "append_metrics", append_or_terminate)
+            code, _, err = self.train(capsys, run_dir, *six)
+        assert code == 143 and err == (f"terminated (SIGTERM): {run_dir} stopped; its last checkpoint is step 4: "
+                                       f"continue with `sesemi-{self.framework} train --run-dir {run_dir} --resume`")
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the command's only
+        # A kill while weights/step_4.npz was being written: the checkpoint is whole, the file is not there.
+        run_weights.step_file(run, 4).unlink()
+        orphan = run_weights.folder(run) / ".step_4.npz.0123456789ab.tmp"
+        orphan.write_bytes(b"half a file")
+        code, _, err = self.invoke(capsys, "eval", str(run_dir), "--checkpoint", "4")
+        assert code == 2 and err == (f"error: {run_dir} has checkpoint 4 but no weights file of it: write it with "
+                                     f"`sesemi-{self.framework} export {run_dir} --checkpoint 4`")
+        code, _, err = self.train(capsys, run_dir, "--resume", "optim.nesterov=false")  # spelled as typed
+        assert code == 2 and "the run started with optim.nesterov=true, this command asks for false;" in err
+        code, _, err = self.train(capsys, run_dir, "--resume")
+        assert code == 0, err
+        assert not orphan.exists()
