@@ -310,12 +310,13 @@ def file_system_error(err: BaseException | None) -> OSError | None:
 
 def file_system_message(err: OSError, args=None, prog: str = "") -> str:
     """One line: what failed, where, what to do; for `train`, where the run stands and how to go on."""
-    where = f" at {err.filename}" if err.filename else ""
+    train = args is not None and getattr(args, "command", "") == "train"
+    where = f" at {err.filename}" if err.filename else (f" writing in {args.run_dir}" if train else "")
     line = f"error: {err.strerror}{where}: {_FILE_SYSTEM_ADVICE[err.errno]}"
-    if args is not None and getattr(args, "command", "") == "train":
+    if train:
         run = RunDir(args.run_dir)
         steps = run.checkpoint_steps() if run.path.is_dir() else []
-        if steps:
+        if steps and err.errno in (errno.ENOSPC, errno.EDQUOT):
             line += (f"; {run.path} keeps its checkpoint of step {steps[-1]}: continue with "
                      f"`{prog} train --run-dir {run.path} --resume`")
     return line

@@ -1,5 +1,5 @@
 from sesemi_jax import cli
-from tests.run_safety_contract import RunSafetyContract
+from tests.run_safety_contract import RunSafetyContract, tmpfs  # noqa: F401 (a fixture)
 
 
 class TestJaxRunSafety(RunSafetyContract):
