@@ -156,6 +156,19 @@ class RunSafetyContract:
         assert code == 143 and err == (f"terminated (SIGTERM): {run_dir} stopped; its last checkpoint is step 4: "
                                        f"continue with `sesemi-{self.framework} train --run-dir {run_dir} --resume`")
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the command's only
+        # issue 30.7: an image's TTA prediction is the same alone and second in the list
+        from PIL import Image
+        rng = np.random.default_rng(0)
+        for name in ("a", "b"):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+        rows = {}
+        for inputs in (("a.png", "b.png"), ("b.png",)):
+            out = tmp_path / f"{len(inputs)}.csv"
+            code, _, err = self.invoke(capsys, "predict", str(run_dir), *(str(tmp_path / i) for i in inputs),
+                                       "--tta", "8", "--out", str(out))
+            assert code == 0, err
+            rows[len(inputs)] = out.read_text().splitlines()[-1]  # b.png's row
+        assert rows[1] == rows[2] and rows[1].startswith(str(tmp_path / "b.png"))
         # A kill while weights/step_4.npz was being written: the checkpoint is whole, the file is not there.
         run_weights.step_file(run, 4).unlink()
         code, _, err = self.invoke(capsys, "eval", str(run_dir), "--checkpoint", "4")
