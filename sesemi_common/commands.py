@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import csv
 import errno
-import json
 import signal
 import sys
 import threading

@@ -1,13 +1,11 @@
 """Issue 30, for either framework: run directories two processes cannot corrupt, divergence that is
 recoverable and never scored, file-system errors as one line (docs/runs.md)."""
 
-import errno
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
