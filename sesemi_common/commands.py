@@ -130,7 +130,7 @@ def _train(backend: Backend, args, options: dict, process: Process = Process(),
         run.require_run("nothing to resume; train without --resume to start a run there")
     # Process 0 holds the run directory from before it reads its state until the command ends, so
     # a second trainer is refused before it reads, clears or appends anything (run_lock.py).
-    lock = run_lock.acquire(run.path) if process.writer else None
+    lock = run_lock.acquire(run.path, f"sesemi-{backend.name} {' '.join(sys.argv[1:])}") if process.writer else None
     try:
         config = _resume_config(args, run) if args.resume else None
         return _train_holding(backend, args, options, process, synchronize, run, config, say)
