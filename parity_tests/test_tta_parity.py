@@ -47,7 +47,7 @@ def numpy_views(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("n", [1, 5])
 def test_views_identical_and_the_papers(np_rng, n):
     images = np_rng.integers(0, 256, (n, 32, 24, 3), dtype=np.uint8)
-    params = tta.sample_params(np.arange(n), images.shape[1:], 0.15)
+    params = tta.sample_params(images, 0.15)
     views_jax = np.asarray(jax.jit(jtta.tta_views)(jnp.asarray(images), params.crop_offsets()))
     views_torch = as_nhwc(ttta.tta_views(torch.from_numpy(images).permute(0, 3, 1, 2), params.crop_offsets()))
     assert views_jax.dtype == views_torch.dtype == np.uint8 and views_jax.shape == (n * 8, 32, 24, 3)
@@ -68,7 +68,7 @@ def twin_view_inputs(images, params, norm, zca):
 
 def test_normalized_noisy_views_exact_with_channel_statistics(np_rng):
     images = np_rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
-    params = tta.sample_params(np.arange(4), images.shape[1:], 0.15)
+    params = tta.sample_params(images, 0.15)
     out_jax, out_torch = twin_view_inputs(images, params, channel_stats(images), None)
     np.testing.assert_array_equal(out_jax, out_torch)
     clean = tt.normalize(torch.from_numpy(numpy_views(images, params.shifts)).permute(0, 3, 1, 2),
@@ -81,7 +81,7 @@ def test_normalized_noisy_views_within_the_zca_bound():
     digits = load_digits(8)  # 8x8x3: 192 x 192 statistics, fast; the bound holds for any D
     images = digits.test_images[:6]
     zca = whitening.zca_statistics(digits.train_images)
-    params = tta.sample_params(np.arange(6), images.shape[1:], 0.15)
+    params = tta.sample_params(images, 0.15)
     out_jax, out_torch = twin_view_inputs(images, params, channel_stats(images), zca)
     views = numpy_views(images, params.shifts)
     bound = transforms_rung.zca_bound(views, *zca)

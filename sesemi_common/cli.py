@@ -16,7 +16,8 @@ from typing import Sequence
 
 from . import compare_command
 from . import verify as verification
-from .commands import INTERRUPTED, USER_ERRORS, parse_intermixed
+from .commands import (FILE_SYSTEM_FAILED, INTERRUPTED, USER_ERRORS, file_system_error, file_system_message,
+                       parse_intermixed)
 from .config import Config, apply_overrides, preset_path
 from .export import ExportError, export
 from .report import markdown_table, plot_runs, sesemi_effect
@@ -105,8 +106,9 @@ def check_both_frameworks(command: str) -> None:
 def verify(run_dir: str, step: int | None) -> int:
     """Print the verdict as one table; exit 1 when the frameworks disagree beyond the tolerance."""
     check_both_frameworks("sesemi verify")
-    result = verification.verify(run_dir, step)
-    print(verification.table(result))
+    result = verification.evaluate(run_dir, step)
+    print(verification.table(result), flush=True)  # the verdict first: a write that fails must not hide it
+    verification.write(result)
     print(f"wrote {Path(run_dir) / 'verify.json'} ({result['wall_time_s']:.1f} s)")
     if not result["passed"]:
         print(f"error: the frameworks disagree beyond the tolerance (|logit diff| <= {result['rtol']:g} x "
@@ -161,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
+    except Exception as err:
+        failed = file_system_error(err)
+        if failed is None:
+            raise
+        print(file_system_message(failed), file=sys.stderr)
+        return FILE_SYSTEM_FAILED
     return 0
 
 

@@ -10,29 +10,36 @@ stderr and exit code 2; Ctrl-C ends as one line saying where the run stopped, ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import json
+import errno
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from . import resize, run_weights, tta
+from . import resize, run_lock, run_weights, tta
 from .config import Config, ConfigError, apply_overrides, replace_dotted, resume_changes
 from .datasets import DatasetError, load_dataset, read_images
 from .distributed import Process
 from .experiment import check_new_run
 from .progress import NonFiniteLossError
-from .runs import CheckpointError, RunDir, RunDirError, note
+from .runs import CheckpointError, RunDir, RunDirError, note, to_json
 from .splits import SplitError
 from .weights import WeightsError, write_npz
 
 # uint8 NHWC images -> (N, K) scores whose argmax is the prediction: the supervised logits, or with
 # eval.tta=8 each image's softmax averaged over its 8 test-time views (sesemi_common/tta.py).
 Classifier = Callable[[np.ndarray], np.ndarray]
+class NonFiniteOutputError(RuntimeError):
+    """The model gives NaN or infinite logits (a diverged run): nothing it predicts means anything."""
+
+
 USER_ERRORS = (ConfigError, DatasetError, SplitError, RunDirError, CheckpointError, FileNotFoundError,
-               NonFiniteLossError, WeightsError)
+               NonFiniteLossError, WeightsError, run_lock.RunInUseError, NonFiniteOutputError)
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 
@@ -117,14 +124,27 @@ def _train(backend: Backend, args, options: dict, process: Process = Process(),
     run = RunDir(args.run_dir)
     run.check_folder()
     say = note if process.writer else (lambda text: None)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run in --run-dir and --overwrite replaces it: pass one of them")
+    if args.resume:  # before the lock, which would create the folder
+        run.require_run("nothing to resume; train without --resume to start a run there")
+    # Process 0 holds the run directory from before it reads its state until the command ends, so
+    # a second trainer is refused before it reads, clears or appends anything (run_lock.py).
+    lock = run_lock.acquire(run.path, f"sesemi-{backend.name} {' '.join(sys.argv[1:])}") if process.writer else None
+    try:
+        config = _resume_config(args, run) if args.resume else None
+        return _train_holding(backend, args, options, process, synchronize, run, config, say)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train_holding(backend: Backend, args, options: dict, process: Process, synchronize: Callable[[], None],
+                   run: RunDir, config: Config | None, say: Callable[[str], None]) -> int:
     def fit(config: Config, resume: bool) -> dict:
         return backend.fit(config, run.path, resume, show_progress=not args.no_progress, **options)
 
-    if args.resume and args.overwrite:
-        raise ConfigError("--resume continues the run in --run-dir and --overwrite replaces it: pass one of them")
     if args.resume:
-        config = _resume_config(args, run)
         state = run.state()
         synchronize()
         if state == "finished":
@@ -132,7 +152,7 @@ def _train(backend: Backend, args, options: dict, process: Process = Process(),
             # stopped (a preempted job array) succeeds; the summary is printed as a train would.
             say(f"note: {run.path} is finished: nothing to resume, its summary.json is left as it was")
             if process.writer:
-                print(json.dumps(run.read_summary(), indent=2))
+                print(to_json(run.read_summary(), indent=2))
             return 0
         if state == "unfinished":
             say(f"note: {run.path} has no checkpoint yet: training from step 0 with its saved config")
@@ -155,7 +175,7 @@ def _train(backend: Backend, args, options: dict, process: Process = Process(),
             options = {**options, "dataset": dataset}
         summary = fit(config, False)
     if process.writer:
-        print(json.dumps(summary, indent=2))
+        print(to_json(summary, indent=2))
     return 0
 
 
@@ -190,9 +210,26 @@ def load_classifier(backend: Backend, run: RunDir, config: Config, step: int | N
         source = f"weights file {path}"
     split = run.read_split()
     zca = (split["zca_mean"], split["zca_matrix"]) if config.augment.normalize == "zca" else None
-    classify = backend.classifier(state_dict, source, config, split["mean"], split["std"], zca)
+    classify = finite_scores(backend.classifier(state_dict, source, config, split["mean"], split["std"], zca),
+                             run, info.get("step"), source)
     return classify, {"trained_by": info.get("framework", run_weights.trained_by(run)), "step": info.get("step"),
                       "variables": info.get("variables", "model"), "weights": source}
+
+
+def finite_scores(classify: Classifier, run: RunDir, step: int | None, source: str) -> Classifier:
+    """`classify`, refusing to score a model whose outputs are not all finite: the argmax of NaN
+    logits is class 0, which would read as an accuracy of about 1 / classes."""
+    def checked(images: np.ndarray) -> np.ndarray:
+        scores = classify(images)
+        bad = int(np.sum(~np.isfinite(scores).all(axis=-1)))
+        if bad:
+            kept = [s for s in run_weights.saved_steps(run) if step is None or s < step]
+            other = (f"evaluate an earlier one (--checkpoint {kept[-1]})" if kept else "no earlier weights are kept")
+            raise NonFiniteOutputError(
+                f"the model of step {step} ({source}) gives non-finite logits for {bad} of {len(scores)} images: "
+                f"it diverged, so it is not scored; {other}, or train again with a lower optim.lr")
+        return scores
+    return checked
 
 
 def _read_config(run: RunDir, views: int | None) -> Config:
@@ -247,6 +284,67 @@ def _export(backend: Backend, run_dir: str, to: str | None, step: int | None) ->
     return Path(to)
 
 
+# What to do about the file-system errors a user can fix, by errno (anything else stays a traceback: a bug).
+_FILE_SYSTEM_ADVICE = {
+    errno.EROFS: "the file system is read-only: use a folder on a writable one",
+    errno.ENOSPC: "the disk is full: free space there and run the command again",
+    errno.EDQUOT: "the disk quota is used up: free space there and run the command again",
+    errno.EACCES: "permission denied: use a folder you may write to, or fix its permissions",
+    errno.EPERM: "operation not permitted: use a folder you may write to, or fix its permissions",
+}
+FILE_SYSTEM_FAILED = 1  # not exit 2: the command was right, the file system refused it
+
+
+def file_system_error(err: BaseException | None) -> OSError | None:
+    """The OSError a user can fix behind `err`, also when a library raised another error while
+    handling it (torch.save on a full disk raises a RuntimeError from the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _FILE_SYSTEM_ADVICE:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def file_system_message(err: OSError, args=None, prog: str = "") -> str:
+    """One line: what failed, where, what to do; for `train`, where the run stands and how to go on."""
+    train = args is not None and getattr(args, "command", "") == "train"
+    where = f" at {err.filename}" if err.filename else (f" writing in {args.run_dir}" if train else "")
+    line = f"error: {err.strerror}{where}: {_FILE_SYSTEM_ADVICE[err.errno]}"
+    if train:
+        run = RunDir(args.run_dir)
+        steps = run.checkpoint_steps() if run.path.is_dir() else []
+        if steps and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            line += (f"; {run.path} keeps its checkpoint of step {steps[-1]}: continue with "
+                     f"`{prog} train --run-dir {run.path} --resume`")
+    return line
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's preemption, `kill`): stops `train` as Ctrl-C does, at the same place."""
+
+
+TERMINATED = 143  # the shell's code for a command ended by SIGTERM
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt():
+    """SIGTERM raises Terminated in the main thread while the block runs, so a terminated `train`
+    says where it stopped and how to resume, as Ctrl-C does (the default SIGTERM ends it silently)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def interrupted_message(args, prog: str) -> str:
     """Where a run stopped by Ctrl-C stands, and the command that continues it."""
     if args.command != "train":
@@ -270,9 +368,10 @@ def main(backend: Backend, argv: Sequence[str] | None = None,
     args = parse_intermixed(build_parser(prog, train_options), argv)
     try:
         if args.command == "train":
-            return _train(backend, args, fit_options(args) if fit_options else {}, process, synchronize)
+            with terminated_as_interrupt():
+                return _train(backend, args, fit_options(args) if fit_options else {}, process, synchronize)
         if args.command == "eval":
-            print(json.dumps(_evaluate(backend, args.run_dir, args.checkpoint, args.tta), indent=2))
+            print(to_json(_evaluate(backend, args.run_dir, args.checkpoint, args.tta), indent=2))
         elif args.command == "export":
             print(f"wrote {_export(backend, args.run_dir, args.to, args.checkpoint)}")
         else:
@@ -281,7 +380,15 @@ def main(backend: Backend, argv: Sequence[str] | None = None,
     except (*USER_ERRORS, *backend.user_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(interrupted_message(args, prog), file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, Terminated)
+        message = interrupted_message(args, prog)
+        print(message.replace("interrupted", "terminated (SIGTERM)", 1) if terminated else message, file=sys.stderr)
+        return TERMINATED if terminated else INTERRUPTED
+    except Exception as err:
+        failed = file_system_error(err)
+        if failed is None:
+            raise
+        print(file_system_message(failed, args, prog), file=sys.stderr)
+        return FILE_SYSTEM_FAILED
     return 0

@@ -149,7 +149,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
@@ -376,8 +376,7 @@ def validate(config: Config) -> None:
         "train.batch_unlabeled": config.train.batch_unlabeled, "optim.weight_decay": config.optim.weight_decay,
         "optim.momentum": config.optim.momentum, "optim.warmup_steps": config.optim.warmup_steps,
         "train.ema_decay": config.train.ema_decay, "data.n_labels": config.data.n_labels,
-        **{key: value for key, value in _leaves(config.method, "method.").items()
-           if isinstance(value, (int, float)) and not isinstance(value, bool)},
+        "optim.poly_power": config.optim.poly_power,
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
         "augment.noise_std": config.augment.noise_std, "train.view_images": config.train.view_images,
     }
@@ -387,6 +386,7 @@ def validate(config: Config) -> None:
     for key, value in flat_values(config).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
+    _check_knob_ranges(config)
     _check_eval(config)
     _check_unlabeled(config.data)
     if not 0.0 <= config.model.dropout < 1.0:
@@ -397,6 +397,9 @@ def validate(config: Config) -> None:
                           "(or use method.name=supervised)")
     if not config.train.ema_decay < 1.0:
         raise ConfigError(f"config key 'train.ema_decay' must be in [0, 1), got {config.train.ema_decay}")
+    if not config.optim.momentum < 1.0:  # a momentum of 1 never forgets a gradient: the steps grow without end
+        raise ConfigError(f"config key 'optim.momentum' must be in [0, 1), got {config.optim.momentum}")
+    _check_paddings(config)
     if config.train.eval_ema and not methods.ema_decay(config):
         raise ConfigError("train.eval_ema needs an EMA: set train.ema_decay, e.g. 0.999")
     if config.optim.warmup_steps >= config.train.steps:
@@ -440,6 +443,35 @@ def _check_unlabeled(data: DataConfig) -> None:
                           "add folder (e.g. data.unlabeled=folder or train+folder), or clear data.unlabeled_root")
 
 
+def _check_knob_ranges(config: Config) -> None:
+    """Every method's knobs against the ranges its registry entry declares (methods.MethodSpec.ranges)."""
+    for name in methods.method_names():
+        section = getattr(config.method, name, None)
+        if section is None:
+            continue
+        for knob, value in dataclasses.asdict(section).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            allowed = methods.knob_range(name, knob)
+            if value not in allowed:
+                raise ConfigError(f"config key 'method.{name}.{knob}' must be {allowed}, got {value}")
+
+
+def _check_paddings(config: Config) -> None:
+    """A reflect padding must be smaller than the image (a mirror of a 2 px image has 1 px to show);
+    refused here rather than at the first step, in the transforms."""
+    size = config.data.image_size
+    if config.augment.crop == "translate" and config.augment.translate >= size:
+        raise ConfigError(f"augment.translate={config.augment.translate} needs data.image_size > "
+                          f"{config.augment.translate} (a reflect padding must be smaller than the image), got "
+                          f"{size}: lower augment.translate or raise data.image_size")
+    spec = methods.get(config.method.name)
+    for param in spec.view_params:
+        if param.kind == "crop" and param.padding is not None and param.padding >= size:
+            raise ConfigError(f"method {spec.name} shifts its views by up to {param.padding} px, which needs "
+                              f"data.image_size > {param.padding}, got {size}")
+
+
 TTA_CHOICES = (1, 8)  # eval.tta: views per test image
 
 
@@ -479,7 +511,8 @@ def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value)
+    """A value as the command line spells it: strings quoted, true/false for booleans (not Python's True)."""
+    return json.dumps(value) if isinstance(value, (str, bool)) else str(value)
 
 
 def check_momentum(optim: OptimConfig) -> None:

@@ -634,7 +634,7 @@ def _write_cache(root: Path, fingerprint: str, images: np.ndarray, meta: dict, k
     try:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(base.with_suffix(".npy"), lambda f: np.save(f, images, allow_pickle=False), sync=False)
-        text = json.dumps({"fingerprint": fingerprint, "source": str(root.resolve()), **meta})
+        text = json.dumps({"fingerprint": fingerprint, "source": str(root.resolve()), **meta}, allow_nan=False)
         atomic_write(base.with_suffix(".json"), lambda f: f.write(text.encode()), sync=False)
     except OSError as err:
         warnings.warn(f"could not cache the decoded images in {folder} ({err}); set SESEMI_CACHE_DIR to a "

@@ -18,6 +18,7 @@ from .datasets import Dataset, load_dataset
 from .distributed import Process
 from .methods import unlabeled_batch
 from .pool import TrainingData, training_data
+from . import run_lock
 from .runs import RunDir, RunDirError, note
 from .sampling import check_batch_sizes
 from .splits import labeled_indices
@@ -36,6 +37,7 @@ class Experiment:
     zca: tuple[np.ndarray, np.ndarray] | None = None  # (mean (D,), matrix (D, D)) with augment.normalize=zca
     # The images the trainers index (training images, then the pool's own) and the unlabeled pool.
     training: TrainingData | None = None
+    lock: run_lock.RunLock | None = None  # process 0's hold on the run directory, for as long as the run
 
     @property
     def num_classes(self) -> int:
@@ -49,6 +51,27 @@ class Experiment:
 
 def prepare(config: Config, run_dir: str | Path, resume: bool = False, dataset: Dataset | None = None,
             process: Process = Process()) -> Experiment:
+    """`_prepare`, holding the run directory's lock (sesemi_common/run_lock.py) in process 0 from
+    before the directory is read until the Experiment goes; a refused start lets it go at once."""
+    if not process.writer:
+        return _prepare(config, run_dir, resume, dataset, process)
+    RunDir(run_dir).check_folder()
+    if resume:  # before the lock, which would create the folder
+        RunDir(run_dir).require_run("nothing to resume; train without --resume to start a run there")
+    held_before = run_lock.holds(run_dir)  # by the CLI's `train`, which lets it go itself
+    lock = run_lock.acquire(run_dir)
+    try:
+        exp = _prepare(config, run_dir, resume, dataset, process)
+    except BaseException:
+        if not held_before:
+            lock.release()
+        raise
+    exp.lock = lock
+    return exp
+
+
+def _prepare(config: Config, run_dir: str | Path, resume: bool, dataset: Dataset | None,
+             process: Process) -> Experiment:
     """Load the data and fix the split; on resume, the saved config, split and data must match.
 
     A new run replaces an unfinished start (no checkpoint, no summary) and refuses anything

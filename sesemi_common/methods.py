@@ -18,6 +18,8 @@ it to the method's `loss`, which returns the next state beside its terms. docs/m
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -54,6 +56,36 @@ class ViewParam:
     padding: int | None = None  # crop only: a method's own shift (FixMatch's 4 px), not augment.translate
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a knob can mean something with: [low, high], open at an end with `open_low` /
+    `open_high`."""
+
+    low: float = 0.0
+    high: float = math.inf
+    open_high: bool = False
+    open_low: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low < value if self.open_low else self.low <= value
+        return above and (value < self.high if self.open_high else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            if not self.low:
+                return "positive" if self.open_low else "zero or positive"
+            return f"{'above' if self.open_low else 'at least'} {self.low:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+# The ranges a knob declares in `MethodSpec.ranges`; a knob it leaves out must be NON_NEGATIVE
+# (weights, ramp-up lengths).
+NON_NEGATIVE = Range()
+PROBABILITY = Range(0.0, 1.0)  # a confidence threshold, a mixing fraction
+DECAY = Range(0.0, 1.0, open_high=True)  # an EMA decay or momentum: 1 would never forget
+POSITIVE = Range(0.0, open_low=True)  # a temperature: logits / 0 is not a distribution
+
+
 VIEW_KINDS = ("crop", "flip", "randaugment_ops", "randaugment_magnitudes", "cutout")
 
 
@@ -70,6 +102,9 @@ class MethodSpec:
     # (num_classes, knobs) -> {name: float32/int32 numpy array}: the state at step 0. None: no state
     # (the method's loss returns (total, terms); with state it returns (total, terms, new state)).
     initial_state: Callable[[int, Any], dict[str, np.ndarray]] | None = None
+    # knob name -> Range of the values it can mean something with (config.validate refuses the
+    # rest by name); a knob not listed must be zero or positive (NON_NEGATIVE).
+    ranges: dict[str, Range] = field(default_factory=dict)
 
     def module_for(self, framework: str) -> str:
         return (self.module or f"sesemi_{{framework}}.methods.{self.name}").format(framework=framework)
@@ -181,6 +216,10 @@ def register(spec: MethodSpec) -> MethodSpec:
                          f"{len(views)} views: every view must hold the same number of images (view_batch)")
     if "sup" in spec.heads:
         raise ValueError(f"{spec.name!r}: 'sup' is the supervised head every network has")
+    knob_names = {f.name for f in dataclasses.fields(spec.knobs)} if spec.knobs is not None else set()
+    if set(spec.ranges) - knob_names:
+        raise ValueError(f"{spec.name!r} declares ranges of knobs it does not have: "
+                         f"{', '.join(sorted(set(spec.ranges) - knob_names))}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -199,6 +238,11 @@ def get(name: str) -> MethodSpec:
 def knob_defaults() -> dict[str, Any]:
     """{method name: knob dataclass instance with defaults} for every method that has knobs."""
     return {name: spec.knobs() for name, spec in _REGISTRY.items() if spec.knobs is not None}
+
+
+def knob_range(method: str, knob: str) -> Range:
+    """The range `method` declares for `knob` (NON_NEGATIVE unless it declares another)."""
+    return get(method).ranges.get(knob, NON_NEGATIVE)
 
 
 def knobs(config) -> Any:
@@ -257,15 +301,15 @@ register(MethodSpec("entmin", views_per_image=1, view_params=TWO_VIEWS[:2],
                     branches=(Branch("unlabeled", "a"),), knobs=EntminKnobs))
 register(MethodSpec("fixmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=FixMatchKnobs))
+                    knobs=FixMatchKnobs, ranges={"threshold": PROBABILITY}))
 # FreeMatch and SoftMatch are FixMatch (its views, branches and hard pseudo-labels) with another
 # rule for which pseudo-labels count; both carry running statistics from step to step.
 register(MethodSpec("freematch", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=FreeMatchKnobs, initial_state=freematch_initial_state))
+                    knobs=FreeMatchKnobs, initial_state=freematch_initial_state, ranges={"ema": DECAY}))
 register(MethodSpec("softmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=SoftMatchKnobs, initial_state=softmatch_initial_state))
+                    knobs=SoftMatchKnobs, initial_state=softmatch_initial_state, ranges={"ema": DECAY}))
 register(MethodSpec("uda", views_per_image=2, view_params=FIXMATCH_VIEWS,
                     branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=UDAKnobs))
+                    knobs=UDAKnobs, ranges={"threshold": PROBABILITY, "temperature": POSITIVE}))

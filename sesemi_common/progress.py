@@ -25,6 +25,15 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
 
 
+class NonFiniteWeightsError(RuntimeError):
+    """Raised by a framework's checkpoint save, before it writes anything, for weights that are not
+    all finite: such a checkpoint would be kept as good and resumed from."""
+
+    def __init__(self, step: int):
+        super().__init__(f"the weights after step {step} are not all finite")
+        self.step = step
+
+
 def first_non_finite(steps: Sequence[int], losses: Sequence[float]) -> int | None:
     for step, loss in zip(steps, losses):
         if not math.isfinite(loss):
@@ -32,13 +41,46 @@ def first_non_finite(steps: Sequence[int], losses: Sequence[float]) -> int | Non
     return None
 
 
-_NO_CHECKPOINT = ("no checkpoint was written before it, so train again with a lower optim.lr (the unfinished "
-                  "start in the run directory is replaced)")
-
-
 def good_checkpoint_note(step: int, run_path) -> str:
     return (f"the last good checkpoint is step {step}: continue from it with a lower lr, "
             f"`train --run-dir {run_path} --resume optim.lr=<lower>`")
+
+
+def blamed_knob(config: Config | None) -> str:
+    """What most likely made the run diverge, as advice. Coupled SGD weight decay multiplies the
+    weights by (1 - lr x weight_decay) every step: from lr x weight_decay >= 1 on they flip sign
+    and grow without bound, whatever the gradients do. That is blamed on the weight decay when the
+    learning rate is an ordinary one (at most 1); otherwise the step size is."""
+    if config is not None and config.optim.lr <= 1 and config.optim.lr * config.optim.weight_decay >= 1:
+        product = config.optim.lr * config.optim.weight_decay
+        return (f"optim.weight_decay={config.optim.weight_decay:g} with optim.lr={config.optim.lr:g} scales the "
+                f"weights by 1 - {product:g} every step, so they grow without bound: start the run again "
+                f"(--overwrite) with optim.weight_decay below {1 / config.optim.lr:g}")
+    return "lower optim.lr or check the data"
+
+
+def divergence_message(run: RunDir, what: str, bad: int, saved: Sequence[int], writer: bool) -> str:
+    """One line for a run whose step `bad + 1` (0-based index `bad`, run from the weights after `bad`
+    steps) gave a non-finite loss or non-finite weights. It names the cause where it can tell and the
+    checkpoint that really is good: one whose weights are finite (checked before each save) and whose
+    next step gave a finite loss and finite weights. A checkpoint of step `bad` is not, so process 0
+    removes it (and its weights file) and `--resume` continues from the one before."""
+    config = run.read_config() if run.has_run() else None
+    cause = blamed_knob(config)
+    removed = ""
+    if bad in saved:
+        if writer:
+            run.remove_checkpoint(bad)
+        removed = f" (checkpoint {bad}, whose weights gave it, is removed)"
+    good = [step for step in saved if step < bad]
+    if not good:
+        where = ("no good checkpoint was written before it, so train again with the fix (the unfinished start in "
+                 "the run directory is replaced)")
+    elif cause.startswith("lower optim.lr"):
+        where = good_checkpoint_note(good[-1], run.path)
+    else:  # --resume cannot change the weight decay: every checkpoint of this run grows the same way
+        return f"{what}{removed}: {cause}"
+    return f"{what}{removed}: {cause}; {where}"
 
 
 class TrainingLog:
@@ -61,14 +103,15 @@ class TrainingLog:
         self._clock_step = start_step
 
     def log_steps(self, steps: Sequence[int], metrics: Sequence[Mapping[str, float]],
-                  checkpoint_note: str = "") -> dict[str, Any]:
-        """Check and record a window of steps; returns the record of the last one."""
+                  saved: Sequence[int] = ()) -> dict[str, Any]:
+        """Check and record a window of steps; returns the record of the last one. `saved`: the
+        steps of the run's checkpoints, for the message of a loss that is not finite."""
         bad = first_non_finite(steps, [m["loss"] for m in metrics])
         if bad is not None:
             self.bar.close()
-            raise NonFiniteLossError(
-                f"loss became {metrics[steps.index(bad)]['loss']} at step {bad + 1}: lower optim.lr or check "
-                f"the data; {checkpoint_note or _NO_CHECKPOINT}")
+            raise NonFiniteLossError(divergence_message(
+                self.run, f"loss became {metrics[steps.index(bad)]['loss']} at step {bad + 1}", bad, saved,
+                self.writer))
         now = time.perf_counter()
         done = steps[-1] + 1
         speed = (done - self._clock_step) * self.images_per_step / max(now - self._clock, 1e-9)
@@ -133,22 +176,29 @@ def run_steps(log: TrainingLog, train: TrainConfig, steps: Iterable[tuple[int, A
     buffer, last_record, last_accuracy = [], {}, None
     if log.start_step == 0:
         picture(0)
+    saved = [saved_step] if saved_step else []  # the checkpoints a divergence may fall back to
     for step, batch in steps:
         buffer.append((step, step_fn(step, batch)))
         done = step + 1
         at_end = done == train.steps
         if done % train.log_every == 0 or done % train.checkpoint_every == 0 or at_end:
-            note = good_checkpoint_note(saved_step, log.run.path) if saved_step else ""
             host = fetch([metrics for _, metrics in buffer])
-            last_record = log.log_steps([s for s, _ in buffer], host, checkpoint_note=note)
+            last_record = log.log_steps([s for s, _ in buffer], host, saved)
             buffer = []
         if done % train.eval_every == 0 or at_end:
             last_accuracy = evaluate()
             log.log_eval(done, last_accuracy)
             picture(done)
         if done % train.checkpoint_every == 0 or at_end:
-            save(done)
-            saved_step = done
+            try:
+                save(done)
+            except NonFiniteWeightsError:
+                log.close()
+                # Step `done` ran from the weights of checkpoint done - 1 and made them non-finite:
+                # that checkpoint is no way on (its gradients overflow whatever the lr).
+                raise NonFiniteLossError(divergence_message(log.run, f"the weights became non-finite at step {done}",
+                                                            done - 1, saved, log.writer)) from None
+            saved.append(done)
     return last_record, last_accuracy
 
 

@@ -58,6 +58,7 @@ def save(run: RunDir, step: int, state_dict: Mapping[str, np.ndarray], framework
     """Write the weights file of checkpoint `step` (and `model.npz` at the last step); files of
     steps that are no longer checkpoints go, so `weights/` keeps what `checkpoints/` keeps."""
     folder(run).mkdir(parents=True, exist_ok=True)
+    remove_orphan_temporaries(run)
     record = metadata(framework, step, config, state_dict)
     path = step_file(run, step)
     write_npz(state_dict, path, record)
@@ -68,6 +69,14 @@ def save(run: RunDir, step: int, state_dict: Mapping[str, np.ndarray], framework
     if step == config.train.steps:
         write_npz(state_dict, final_file(run), record)
     return path
+
+
+def remove_orphan_temporaries(run: RunDir) -> None:
+    """Temporary files of weights writes a kill interrupted (files.atomic_write's `.<name>.<hex>.tmp`):
+    the one process holding the run (run_lock.py) is the one writing, so none of them is in use."""
+    for pattern, where in ((".step_*.npz.*.tmp", folder(run)), (f".{FINAL}.*.tmp", run.path)):
+        for orphan in where.glob(pattern):
+            orphan.unlink(missing_ok=True)
 
 
 def trained_by(run: RunDir) -> str | None:
@@ -100,10 +109,14 @@ def require(run: RunDir, step: int | None = None) -> Path:
     if path is not None:
         return path
     steps = saved_steps(run)
+    trainer = trained_by(run)
+    if step is not None and step in run.checkpoint_steps() and trainer is not None:
+        # A kill while this file was being written: the checkpoint is whole, the file never was.
+        raise RunDirError(f"{run.path} has checkpoint {step} but no weights file of it: write it with "
+                          f"`sesemi-{trainer} export {run.path} --checkpoint {step}`")
     if step is not None and steps:
         raise RunDirError(f"{run.path} keeps no weights of step {step}: its weights files are of steps "
                           f"{', '.join(map(str, steps))} (pass one of them to --checkpoint)")
-    trainer = trained_by(run)
     if trainer is None:
         raise RunDirError(f"{run.path} has no checkpoint yet: train it further with `--resume`")
     at = "" if step is None else f" --checkpoint {step}"

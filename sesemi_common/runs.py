@@ -29,6 +29,7 @@ creates anything: only the write methods create the folder.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -118,6 +119,15 @@ class RunDir:
             if (self.path / name).is_dir():
                 shutil.rmtree(self.path / name)
 
+    def remove_checkpoint(self, step: int) -> None:
+        """Remove checkpoint `step` (either framework's) and its weights file: one that is known bad."""
+        for path in (self.checkpoints / str(step), self.checkpoints / f"step_{step}.pt",
+                     self.path / "weights" / f"step_{step}.npz"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
     def write_config(self, config: Config) -> None:
         _write_json(self._created("config.json"), config.to_dict())
 
@@ -135,7 +145,7 @@ class RunDir:
             return {name: arrays[name] for name in arrays.files}
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(_plain(dict(record)))
+        line = to_json(dict(record))
         with open(self._created("metrics.jsonl"), "a") as f:
             f.write(line + "\n")
             f.flush()
@@ -160,7 +170,7 @@ class RunDir:
     def truncate_metrics(self, step: int) -> None:
         """Keep only records up to `step`: a resumed run rewrites what came after its checkpoint."""
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
+        text = "".join(to_json(r) + "\n" for r in kept)
         atomic_write(self._created("metrics.jsonl"), lambda f: f.write(text.encode()))
 
     @property
@@ -204,8 +214,17 @@ class RunDir:
         return path
 
 
+def to_json(value: Any, **options) -> str:
+    """Strict JSON (RFC 8259) of `value`: numpy and framework numbers as Python's, and a NaN or an
+    infinity as null, so every JSON file sesemi writes parses anywhere (no bare `NaN`)."""
+    return json.dumps(_plain(value), allow_nan=False, **options)
+
+
 def _plain(value: Any) -> Any:
-    """`value` with numpy scalars and arrays turned into Python numbers and lists, for JSON."""
+    """`value` with numpy scalars and arrays turned into Python numbers and lists, for JSON;
+    non-finite floats become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -220,5 +239,5 @@ def _plain(value: Any) -> Any:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    text = json.dumps(_plain(value), indent=2, sort_keys=True) + "\n"
+    text = to_json(value, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))

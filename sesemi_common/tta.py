@@ -11,9 +11,11 @@ view. It averages the 8 softmax outputs and predicts their argmax. `VIEWS` spell
 
 The random half follows docs/DESIGN.md section 5: `sample_params` draws (shift, noise) with numpy once,
 and each framework's `tta.py` applies them with pure functions. Each image's parameters come from
-a generator seeded by (`SEED`, its index in the evaluated set), so JAX and PyTorch see the same
-views, an image gets the same views whatever the batch size, and every evaluation of a run uses
-the same views (as the paper's, drawn once before training). The noise is
+a generator seeded by (`SEED`, a hash of the image's own pixels), so a prediction depends on the
+image alone: JAX and PyTorch see the same views, and an image gets the same views whatever the
+batch size, its place in the list (`predict a.png b.png` and `predict b.png` agree on b.png) and
+the evaluation (every evaluation of a run uses the same views, as the paper's were drawn once
+before training). Two identical images get identical views, as they should. The noise is
 `augment.noise_std` when the run trains with noise (the level its inputs had), else the paper's
 0.15; it is added after normalization, as in training.
 
@@ -23,6 +25,7 @@ either framework returns, so both average with the same code.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +35,7 @@ from .config import Config
 SHIFTS = np.array([-2, -1, 1, 2], np.int32)  # the paper's jitter: a shift by 1 or 2 px, never 0
 MAX_SHIFT = 2  # reflect padding of the shifted views (translate crops with offsets shift + 2)
 PAPER_NOISE_STD = 0.15  # gaussian_noise(stddev=0.15), utils.py
-SEED = 0  # with the image's index: fixed views, the same in both frameworks and every evaluation
+SEED = 0  # with the hash of each image's pixels: fixed views, the same in both frameworks and every evaluation
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,21 @@ def images_per_batch(eval_batch_size: int) -> int:
     return max(1, eval_batch_size // len(VIEWS))
 
 
-def sample_params(indices: np.ndarray, image_shape: tuple[int, int, int], std: float,
-                  seed: int = SEED) -> TTAParams:
-    """The views' parameters of the test images at `indices` (positions in the evaluated set);
-    `image_shape` is (H, W, C). A pure function of (seed, index) per image."""
-    indices = np.asarray(indices, np.int64)
-    shifts = np.empty((len(indices), 2), np.int32)
-    noise = np.zeros((len(indices), len(VIEWS), *image_shape), np.float32)
-    for row, index in enumerate(indices.tolist()):
-        rng = np.random.default_rng([seed, index])
+def image_seed(image: np.ndarray) -> list[int]:
+    """Four 32-bit words of the SHA-256 of the image's shape and uint8 pixels: its views' seed."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.sha256(str(image.shape).encode() + image.tobytes()).digest()
+    return np.frombuffer(digest[:16], np.uint32).tolist()
+
+
+def sample_params(images: np.ndarray, std: float, seed: int = SEED) -> TTAParams:
+    """The views' parameters of uint8 `images` (n, H, W, C): a pure function of (seed, pixels) per image."""
+    images = np.asarray(images)
+    image_shape = images.shape[1:]
+    shifts = np.empty((len(images), 2), np.int32)
+    noise = np.zeros((len(images), len(VIEWS), *image_shape), np.float32)
+    for row, image in enumerate(images):
+        rng = np.random.default_rng([seed, *image_seed(image)])
         shifts[row] = SHIFTS[rng.integers(0, len(SHIFTS), 2)]
         noise[row, NOISY] = np.float32(std) * rng.standard_normal((len(NOISY), *image_shape), np.float32)
     return TTAParams(shifts, noise.reshape(-1, *image_shape))

@@ -25,6 +25,7 @@ import numpy as np
 from . import commands
 from .config import replace_dotted
 from .datasets import load_dataset
+from .runs import RunDir
 
 RTOL = 1e-5  # the model rung's eval-logit atol, relative to max(1, max |logit|)
 FRAMEWORKS = ("jax", "torch")
@@ -65,6 +66,19 @@ def _precise(framework: str):
 
 def verify(run_dir: str | Path, step: int | None = None) -> dict[str, Any]:
     """Evaluate the run's model (the final one, or checkpoint `step`) in both frameworks; write verify.json."""
+    result = evaluate(run_dir, step)
+    write(result)
+    return result
+
+
+def write(result: dict[str, Any]) -> None:
+    """verify.json in the run directory (strict JSON, written atomically)."""
+    RunDir(result["run_dir"]).write_verification(result)
+
+
+def evaluate(run_dir: str | Path, step: int | None = None) -> dict[str, Any]:
+    """The verdict on the run's model (the final one, or checkpoint `step`), written nowhere.
+    A model with non-finite logits is refused (commands.NonFiniteOutputError), not compared."""
     started = time.perf_counter()
     run = commands.run_to_read(str(run_dir), "sesemi-<framework>")
     # The verdict reads logits (the model rung), so the run's test-time augmentation is left out.
@@ -78,7 +92,6 @@ def verify(run_dir: str | Path, step: int | None = None) -> dict[str, Any]:
     result = {"run_dir": str(run.path), "trained_by": origin["trained_by"], "step": origin["step"],
               "variables": origin["variables"], "weights": origin["weights"],
               **compare(logits, dataset.test_labels), "wall_time_s": time.perf_counter() - started}
-    run.write_verification(result)
     return result
 
 

@@ -34,7 +34,10 @@ def read_npz_with_metadata(path: str | Path) -> tuple[dict[str, np.ndarray], dic
             arrays = {key: data[key] for key in data.files}
         metadata = json.loads(str(arrays.pop(METADATA_KEY))) if METADATA_KEY in arrays else {}
     except Exception as err:  # a truncated or overwritten zip raises zipfile, zlib, OS or value errors
-        raise WeightsError(f"weights file {path} is not a readable .npz ({type(err).__name__}: {err})") from err
+        # numpy's own text for a pickle advises allow_pickle=True, i.e. running the file's code: not shown.
+        detail = "it holds pickled objects, not arrays" if "allow_pickle" in str(err) else f"{type(err).__name__}: {err}"
+        raise WeightsError(f"weights file {path} is not a readable .npz ({detail}): pass a run's "
+                           "model.npz or weights/step_<N>.npz") from err
     return arrays, metadata
 
 
@@ -47,7 +50,7 @@ def write_npz(arrays: Mapping[str, np.ndarray], path: str | Path, metadata: Mapp
     never leaves half a file where a reader would take it for a model."""
     arrays = {key: np.asarray(value, order="C") for key, value in arrays.items()}  # ascontiguousarray makes 0-d 1-d
     if metadata is not None:
-        arrays[METADATA_KEY] = np.asarray(json.dumps(dict(metadata), sort_keys=True))
+        arrays[METADATA_KEY] = np.asarray(json.dumps(dict(metadata), sort_keys=True, allow_nan=False))
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 

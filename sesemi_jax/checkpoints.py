@@ -12,14 +12,20 @@ stateless run's checkpoints are unchanged.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax.training import train_state
 
 from sesemi_common.checkpoint_fallback import newest_that_loads
+from sesemi_common.progress import NonFiniteWeightsError
 
 from .train import TrainState
 
@@ -54,12 +60,46 @@ def _manager(directory: Path) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
+def all_finite(tree: Any) -> bool:
+    """Whether every floating leaf is finite; of a replicated array, this process's own copy."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array):
+            leaf = leaf.addressable_shards[0].data
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(np.isfinite(np.asarray(leaf, np.float32)).all()):
+            return False
+    return True
+
+
 def save(directory: Path, step: int, state: Any) -> None:
-    with _manager(directory) as manager:
-        if step in manager.all_steps():  # an unreadable checkpoint a fallback resume is now replacing
-            manager.delete(step)
-        manager.save(step, args=ocp.args.StandardSave(_on_disk(state)), force=True)
-        manager.wait_until_finished()
+    """Refuses (NonFiniteWeightsError, nothing written) a state whose variables are not finite."""
+    if not all_finite((state.params, state.batch_stats, state.ema)):
+        raise NonFiniteWeightsError(step)
+    _check_space(Path(directory), step, state)
+    try:
+        with _manager(directory) as manager:
+            if step in manager.all_steps():  # an unreadable checkpoint a fallback resume is now replacing
+                manager.delete(step)
+            manager.save(step, args=ocp.args.StandardSave(_on_disk(state)), force=True)
+            manager.wait_until_finished()
+    except ValueError as err:  # tensorstore reports a full disk as a ValueError, not an OSError
+        for partial in Path(directory).glob(f"{step}.orbax-checkpoint-tmp*"):  # the space it took
+            shutil.rmtree(partial, ignore_errors=True)
+        for code, words in ((errno.ENOSPC, ("RESOURCE_EXHAUSTED", "No space left")),
+                            (errno.EROFS, ("Read-only file system",))):
+            if any(word in str(err) for word in words):
+                raise OSError(code, os.strerror(code), str(Path(directory) / str(step))) from None
+        raise
+
+
+def _check_space(directory: Path, step: int, state: Any) -> None:
+    """A full disk refused before orbax writes: its writer threads would each log a traceback of
+    their own before the save fails. The state's bytes bound the checkpoint (orbax does not compress)."""
+    needed = sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree_util.tree_leaves(state))
+    folder = directory
+    while not folder.exists():
+        folder = folder.parent
+    if shutil.disk_usage(folder).free < needed:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / str(step)))
 
 
 def latest_step(directory: Path) -> int | None:

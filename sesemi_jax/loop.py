@@ -44,7 +44,8 @@ def load_pretrained(variables: dict, path: str, backbone: str) -> dict:
         return convert.load_torchvision_weights(variables, npz, backbone)
     if path.endswith((".pth", ".pt")):
         raise WeightsError(f"model.weights={path} is a PyTorch file, which sesemi_jax cannot read: convert it "
-                           f"with `python -m sesemi_torch.convert {path} OUT.npz` and pass OUT.npz")
+                           f"with `python -m sesemi_torch.convert {path} OUT.npz` and pass OUT.npz (a .pth written "
+                           "by `sesemi export`: pass the run's model.npz instead)")
     return convert.load_backbone_weights(variables, path, backbone)
 
 

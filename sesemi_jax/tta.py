@@ -55,7 +55,7 @@ def predict_probs(view_logits: Callable, variables: dict, images: np.ndarray, me
     outputs = []
     for start in range(0, len(images), per_batch):
         chunk = images[start:start + per_batch]
-        params = tta.sample_params(np.arange(start, start + len(chunk)), chunk.shape[1:], noise_std)
+        params = tta.sample_params(chunk, noise_std)
         pad = per_batch - len(chunk)
         # Kept on the device until the end: the host draws the next batch's noise while this one runs.
         outputs.append(view_logits(variables, _pad(chunk, pad), _pad(params.crop_offsets(), pad),

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sesemi_common.checkpoint_fallback import newest_that_loads
+from sesemi_common.progress import NonFiniteWeightsError
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 KEEP = 2
@@ -32,16 +33,27 @@ def latest_step(directory: Path) -> int | None:
     return steps[-1] if steps else None
 
 
+def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state_dict.values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())
+
+
 def save(directory: Path, step: int, state: dict[str, Any]) -> Path:
+    """Refuses (NonFiniteWeightsError, nothing written) a state whose model or EMA is not finite."""
+    if not all(all_finite(state[key]) for key in ("model", "ema") if key in state):
+        raise NonFiniteWeightsError(step)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step_{step}.pt"
     tmp = directory / f".step_{step}.pt.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves no partial file behind
+        tmp.unlink(missing_ok=True)
     for old in _steps(directory)[:-KEEP]:
         (directory / f"step_{old}.pt").unlink()
     return path

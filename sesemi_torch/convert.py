@@ -68,7 +68,9 @@ def read_torchvision_pth(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        raise WeightsError(f"weights file {path} is not a readable torch state dict ({err})") from err
+        # torch's own text advises weights_only=False, i.e. running the file's code: not shown.
+        raise WeightsError(f"weights file {path} is not a readable torch state dict (torch.load: {type(err).__name__}): "
+                           "pass a torchvision .pth, or a run's model.npz or weights/step_<N>.npz") from err
     if not isinstance(state_dict, dict):
         raise WeightsError(f"weights file {path} holds a {type(state_dict).__name__}, not a state dict")
     return state_dict
@@ -77,9 +79,8 @@ def read_torchvision_pth(path: str | Path) -> dict[str, torch.Tensor]:
 def load_torchvision_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
     """Load a torchvision ResNet `.pth` into `model.backbone`; its ImageNet `fc.*` is dropped."""
     state_dict = read_torchvision_pth(path)
-    if any(key.startswith("backbone.") for key in state_dict):
-        raise WeightsError(f"weights file {path} holds a whole SesemiNet ('backbone.*' keys), not a "
-                           "torchvision state dict: load it with load_state_dict")
+    if any(key.startswith("backbone.") for key in state_dict):  # a whole SesemiNet: `sesemi export`'s .pth
+        return _load_sesemi_backbone(model, {k: v.numpy() for k, v in state_dict.items()}, path)
     return load_torchvision_state_dict(model, state_dict, f"weights file {path}")
 
 
@@ -101,7 +102,13 @@ def load_backbone_weights(model: SesemiNet, path: str | Path) -> SesemiNet:
         return load_torchvision_state_dict(model, load_state_dict(str(path)), f"model.weights={path}")
     if not str(path).endswith(".npz"):
         return load_torchvision_weights(model, path)
-    backbone_only = {k.removeprefix("backbone."): v for k, v in read_npz(path).items() if k.startswith("backbone.")}
+    return _load_sesemi_backbone(model, read_npz(path), path)
+
+
+def _load_sesemi_backbone(model: SesemiNet, state_dict: dict, path) -> SesemiNet:
+    """The backbone of a whole SesemiNet state dict (a run's model.npz, or the .pth `sesemi export`
+    writes of it); its heads are dropped."""
+    backbone_only = {k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")}
     if not backbone_only:
         raise WeightsError(f"weights file {path} holds no 'backbone.*' keys, so it is not a run's model.npz: "
                            "pass a run's model.npz or a torchvision .pth")

@@ -43,7 +43,7 @@ def predict_probs(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor,
     outputs = []
     for start in range(0, len(images_nhwc), per_batch):
         chunk = images_nhwc[start:start + per_batch]
-        params = tta.sample_params(np.arange(start, start + len(chunk)), chunk.shape[1:], noise_std)
+        params = tta.sample_params(chunk, noise_std)
         images = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).to(device)
         x = view_inputs(images, torch.from_numpy(params.crop_offsets()), torch.from_numpy(params.noise).to(device),
                         mean, std, zca)

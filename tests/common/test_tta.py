@@ -17,8 +17,12 @@ def test_the_views_are_the_papers_in_its_order():
     assert tta.NOISY == (2, 3, 6, 7)
 
 
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+
+
 def test_sample_params_shapes_and_values():
-    params = tta.sample_params(np.arange(40), SHAPE, 0.15)
+    params = tta.sample_params(_images(40), 0.15)
     assert params.shifts.shape == (40, 2) and params.shifts.dtype == np.int32
     assert set(np.unique(params.shifts)) == {-2, -1, 1, 2}  # never 0: every shifted view moves
     np.testing.assert_array_equal(params.crop_offsets(), params.shifts + 2)
@@ -33,12 +37,27 @@ def test_sample_params_shapes_and_values():
 
 
 def test_an_image_gets_the_same_views_whatever_the_batch():
-    whole = tta.sample_params(np.arange(10), SHAPE, 0.15)
-    parts = [tta.sample_params(np.arange(start, min(start + 3, 10)), SHAPE, 0.15) for start in range(0, 10, 3)]
+    images = _images(10)
+    whole = tta.sample_params(images, 0.15)
+    parts = [tta.sample_params(images[start:start + 3], 0.15) for start in range(0, 10, 3)]
     np.testing.assert_array_equal(np.concatenate([p.shifts for p in parts]), whole.shifts)
     np.testing.assert_array_equal(np.concatenate([p.noise for p in parts]), whole.noise)
-    other_seed = tta.sample_params(np.arange(10), SHAPE, 0.15, seed=1)
+    other_seed = tta.sample_params(images, 0.15, seed=1)
     assert not np.array_equal(other_seed.noise, whole.noise)
+
+
+def test_an_images_views_depend_on_its_pixels_not_its_place_in_the_list():
+    # issue 30.7: `predict a.png b.png` and `predict b.png` gave b.png 0.4117 and 0.4016
+    images = _images(5)
+    whole = tta.sample_params(images, 0.15)
+    alone = tta.sample_params(images[3:4], 0.15)
+    np.testing.assert_array_equal(alone.shifts, whole.shifts[3:4])
+    np.testing.assert_array_equal(alone.noise, whole.noise[3 * 8:4 * 8])
+    twice = tta.sample_params(images[[3, 3]], 0.15)  # the same pixels twice: the same views twice
+    np.testing.assert_array_equal(twice.noise[:8], twice.noise[8:])
+    edited = images[3:4].copy()
+    edited[0, 0, 0, 0] ^= 1  # one pixel one level off: other views
+    assert not np.array_equal(tta.sample_params(edited, 0.15).noise, alone.noise)
 
 
 def test_noise_std_is_the_runs_training_noise_else_the_papers():

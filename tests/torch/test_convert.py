@@ -140,11 +140,27 @@ def test_torchvision_pth_of_the_wrong_architecture(resnet18_pth):
         convert.load_torchvision_weights(make_model("resnet50", 10), path)
 
 
-def test_sesemi_file_is_not_a_torchvision_file(tmp_path):
-    model = make_model("resnet20", 10)
-    torch.save(model.state_dict(), tmp_path / "net.pth")
-    with pytest.raises(WeightsError, match=r"net.pth holds a whole SesemiNet .* load it with load_state_dict"):
-        convert.load_torchvision_weights(model, tmp_path / "net.pth")
+def test_a_pth_written_by_sesemi_export_gives_its_backbone(tmp_path):
+    # issue 30.8: `sesemi export`'s .pth (a whole SesemiNet) as model.weights, as its model.npz would be
+    trained = make_model("resnet20", 10, {"self": 6})
+    torch.save(trained.state_dict(), tmp_path / "net.pth")
+    fresh = convert.load_backbone_weights(make_model("resnet20", 3), tmp_path / "net.pth")
+    for key, value in trained.backbone.state_dict().items():
+        assert torch.equal(fresh.backbone.state_dict()[key], value), key
+    assert fresh.sup_head.linear.weight.shape[0] == 3  # the heads stay the new run's
+
+
+def test_a_file_that_is_no_weights_file_gets_no_library_advice(tmp_path):
+    (tmp_path / "notes.pth").write_text("not weights")
+    np.savez(tmp_path / "objects.npz", a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(WeightsError) as err:
+        convert.load_backbone_weights(make_model("resnet20", 10), tmp_path / "notes.pth")
+    assert "weights_only" not in str(err.value) and str(err.value).endswith(
+        "pass a torchvision .pth, or a run's model.npz or weights/step_<N>.npz")
+    with pytest.raises(WeightsError) as err:
+        convert.load_backbone_weights(make_model("resnet20", 10), tmp_path / "objects.npz")
+    assert str(err.value) == (f"weights file {tmp_path / 'objects.npz'} is not a readable .npz (it holds pickled "
+                              "objects, not arrays): pass a run's model.npz or weights/step_<N>.npz")
 
 
 def test_command_line(resnet18_pth, tmp_path, capsys):
