@@ -35,7 +35,7 @@ def picture_spec(config: Config, labeled: np.ndarray, n_train: int, step: int) -
     n = config.train.view_images
     n_unlabeled = n if unlabeled_batch(config) else 0
     stream = HostStream(labeled, n_train, min(n, len(labeled)), min(n_unlabeled, n_train), config.augment,
-                        config.train.seed, get(config.method.name).view_params)
+                        config.train.seed, get(config.method.name).view_params, config.data.image_size)
     return stream(step)
 
 

@@ -56,7 +56,9 @@ def saved(run_dir: Path, step: int) -> dict:
 
 
 def files(run_dir: Path) -> list[str]:
-    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    """The run's files; a TensorBoard event file by its kind only (its name holds the time, host and pid)."""
+    return sorted("events.out.tfevents.*" if p.name.startswith("events.out.tfevents.") else str(p.relative_to(run_dir))
+                  for p in run_dir.rglob("*"))
 
 
 def largest_difference(a: dict, b: dict) -> float:
