@@ -1,5 +1,5 @@
-"""Entropy minimization (Grandvalet and Bengio 2005): CE_sup + w(t) * the mean entropy of
-the supervised head's predictions on one augmented view of each unlabeled image."""
+"""Entropy minimization: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/entmin.py; the PyTorch twin: sesemi_torch/methods/entmin.py."""
 
 from __future__ import annotations
 

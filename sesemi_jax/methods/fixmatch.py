@@ -1,8 +1,5 @@
-"""FixMatch (Sohn et al. 2020): the prediction on a weakly augmented view (flip, translation by
-up to 4 px) becomes a hard pseudo-label where its softmax confidence reaches `threshold`, and
-the strongly augmented view (its own flip and translation, RandAugment, Cutout) is trained to
-predict it: CE_sup + lambda_u * mean(mask * CE(strong, argmax weak)). The trainer runs the
-weak branch under stop-gradient (registry: mode `stop_gradient`)."""
+"""FixMatch: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/fixmatch.py; the PyTorch twin: sesemi_torch/methods/fixmatch.py."""
 
 from __future__ import annotations
 

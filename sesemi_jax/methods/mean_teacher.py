@@ -1,6 +1,5 @@
-"""Mean Teacher (Tarvainen and Valpola 2017): the EMA teacher's softmax on view `b` is the
-target of the student's softmax on view `a` (MSE, sigmoid ramp-up). The trainer runs the
-teacher branch through the EMA variables under stop-gradient (registry: mode `teacher`)."""
+"""Mean Teacher: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/mean_teacher.py; the PyTorch twin: sesemi_torch/methods/mean_teacher.py."""
 
 from __future__ import annotations
 

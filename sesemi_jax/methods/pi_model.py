@@ -1,6 +1,5 @@
-"""The Pi-model (Laine and Aila 2017): two stochastic views of each unlabeled image, the
-mean squared difference of their softmax outputs, both with gradient, weighted by a sigmoid
-ramp-up: CE_sup + w(t) * MSE(softmax(a), softmax(b))."""
+"""The Pi-model: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/pi_model.py; the PyTorch twin: sesemi_torch/methods/pi_model.py."""
 
 from __future__ import annotations
 

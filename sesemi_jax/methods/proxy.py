@@ -1,5 +1,5 @@
-"""SESEMI (6 proxy classes, Tran 2019) and rotation prediction (4, Gidaris 2018): every
-unlabeled image, translated, in all its proxy forms; CE_sup + w(t) * CE_self."""
+"""SESEMI and rotation prediction: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/proxy.py; the PyTorch twin: sesemi_torch/methods/proxy.py."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
-"""SoftMatch (Chen et al. 2023, "SoftMatch: Addressing the Quantity-Quality Trade-off in
-Semi-supervised Learning"): FixMatch's views, branches and hard pseudo-labels, but every
-pseudo-label counts, weighted by a Gaussian of its confidence truncated at the running mean:
-weight 1 at or above `prob_max_mu`, exp(-(conf - mu)^2 / (2 var / n_sigma^2)) below it. The
-confidence is that of the weak view's softmax after uniform distribution alignment
-(probs * (1/C) / p_model, renormalized). The state holds the running (EMA, momentum `ema`)
-`p_model` (mean weak softmax), `prob_max_mu` and `prob_max_var` (mean and unbiased variance of
-the aligned confidence), all over the global batch and updated before they are used.
-
-Follows USB (semilearn/algorithms/softmatch, SoftMatchWeightingHook, DistAlignEMAHook with a
-uniform target) with its defaults (hard labels, one mean and variance for all classes: the
-per-class option is left out). USB's p_model starts as None and becomes the first batch's mean:
-here it is replaced by that mean at step 0."""
+"""SoftMatch: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/softmatch.py; the PyTorch twin: sesemi_torch/methods/softmatch.py."""
 
 from __future__ import annotations
 

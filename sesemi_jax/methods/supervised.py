@@ -1,5 +1,5 @@
-"""The supervised baseline: CE on the labeled batch, no unlabeled batch. `loss_self` is
-logged as 0 so its records line up with SESEMI's."""
+"""The supervised baseline: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/supervised.py; the PyTorch twin: sesemi_torch/methods/supervised.py."""
 
 from __future__ import annotations
 

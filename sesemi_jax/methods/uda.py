@@ -1,14 +1,5 @@
-"""UDA (Xie et al. 2020, "Unsupervised Data Augmentation for Consistency Training"): the weak
-view's prediction, sharpened by `temperature`, is the target of the strongly augmented view,
-through a KL divergence kept where the weak view's confidence reaches `threshold`:
-CE_sup + lambda_u * mean(mask * KL(softmax(weak / T) || softmax(strong))). FixMatch's views
-(USB trains UDA on the same weak and strong augmentations); the weak branch is stop-gradient.
-
-Follows the paper and Google's UDA code (sharpened targets, KL). USB (semilearn/algorithms/uda)
-differs in one place: it hands the pseudo-labelling hook probabilities with softmax=False, so
-its temperature is never applied and its target is the unsharpened softmax; its cross-entropy
-against soft targets has the KL's gradient. Training signal annealing (USB's default: none) is
-left out."""
+"""UDA: the JAX maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/uda.py; the PyTorch twin: sesemi_torch/methods/uda.py."""
 
 from __future__ import annotations
 

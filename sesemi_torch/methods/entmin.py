@@ -1,7 +1,5 @@
-"""PyTorch twin of sesemi_jax/methods/entmin.py.
-
-Entropy minimization (Grandvalet and Bengio 2005): CE_sup + w(t) * the mean entropy of the
-supervised head's predictions on one augmented view of each unlabeled image."""
+"""Entropy minimization: the PyTorch maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/entmin.py; the JAX twin: sesemi_jax/methods/entmin.py."""
 
 from __future__ import annotations
 

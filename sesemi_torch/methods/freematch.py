@@ -1,18 +1,5 @@
-"""PyTorch twin of sesemi_jax/methods/freematch.py.
-
-FreeMatch (Wang et al. 2023, "FreeMatch: Self-adaptive Thresholding for Semi-supervised
-Learning"): FixMatch's views, branches and hard pseudo-labels, with a self-adaptive threshold.
-The state holds running (EMA, momentum `ema`) statistics of the weak view's softmax over the
-global batch: `time_p` (mean confidence), `p_model` (mean class distribution) and `label_hist`
-(histogram of the predicted classes). After updating them with this batch, an image counts where
-its confidence reaches `time_p * p_model[c] / max(p_model)`, c its predicted class; the
-self-adaptive fairness term (weight `lambda_f`) is the negative cross-entropy between the
-histogram-normalized `p_model` and the kept strong predictions' histogram-normalized mean.
-
-Follows USB (semilearn/algorithms/freematch: FreeMatchThresholingHook, `entropy_loss`) with its
-defaults (hard labels, no quantile, no clipping, whose options are left out). One difference:
-USB's fairness term is computed on each GPU's share of the batch; here on the global batch
-(`batch_sum` all-reduces), as the state is."""
+"""FreeMatch: the PyTorch maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/freematch.py; the JAX twin: sesemi_jax/methods/freematch.py."""
 
 from __future__ import annotations
 

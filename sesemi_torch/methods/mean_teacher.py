@@ -1,8 +1,5 @@
-"""PyTorch twin of sesemi_jax/methods/mean_teacher.py.
-
-Mean Teacher (Tarvainen and Valpola 2017): the EMA teacher's softmax on view `b` is the target
-of the student's softmax on view `a` (MSE, sigmoid ramp-up). The trainer runs the teacher
-branch through the EMA variables under stop-gradient (registry: mode `teacher`)."""
+"""Mean Teacher: the PyTorch maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/mean_teacher.py; the JAX twin: sesemi_jax/methods/mean_teacher.py."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""PyTorch twin of sesemi_jax/methods/pi_model.py.
-
-The Pi-model (Laine and Aila 2017): two stochastic views of each unlabeled image, the mean
-squared difference of their softmax outputs, both with gradient, weighted by a sigmoid ramp-up:
-CE_sup + w(t) * MSE(softmax(a), softmax(b))."""
+"""The Pi-model: the PyTorch maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/pi_model.py; the JAX twin: sesemi_jax/methods/pi_model.py."""
 
 from __future__ import annotations
 

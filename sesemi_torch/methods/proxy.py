@@ -1,7 +1,5 @@
-"""PyTorch twin of sesemi_jax/methods/proxy.py.
-
-SESEMI (6 proxy classes, Tran 2019) and rotation prediction (4, Gidaris 2018): every unlabeled
-image, translated, in all its proxy forms; CE_sup + w(t) * CE_self."""
+"""SESEMI and rotation prediction: the PyTorch maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/proxy.py; the JAX twin: sesemi_jax/methods/proxy.py."""
 
 from __future__ import annotations
 

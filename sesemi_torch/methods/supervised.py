@@ -1,7 +1,5 @@
-"""PyTorch twin of sesemi_jax/methods/supervised.py.
-
-The supervised baseline: CE on the labeled batch, no unlabeled batch. `loss_self` is logged as
-0 so its records line up with SESEMI's."""
+"""The supervised baseline: the PyTorch maths (apply_views and loss). What the method is, its knobs and
+its registry entry: sesemi_common/methods/supervised.py; the JAX twin: sesemi_jax/methods/supervised.py."""
 
 from __future__ import annotations
 

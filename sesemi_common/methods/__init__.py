@@ -1,5 +1,11 @@
 """The method registry (docs/DESIGN.md section 7): what each training method asks of the trainer.
 
+This package's `__init__` is the machinery (the entry's shape, `register`, the lookups the
+trainers use); each shipped method is one file beside it, `sesemi_common/methods/<name>.py`,
+holding its description, knobs and registry entry, with its maths in the two same-named twins
+`sesemi_jax/methods/<name>.py` and `sesemi_torch/methods/<name>.py`. A plug-in has the same
+shape (docs/ADDING_A_METHOD.md).
+
 Framework-free. An entry says which extra heads the network needs, which random view
 parameters each unlabeled image gets (drawn by the trainers' samplers, or with numpy by
 `HostStream` for lockstep parity), which branches the trainer runs on which views (with
@@ -114,87 +120,14 @@ class MethodSpec:
         return any(branch.mode == TEACHER for branch in self.branches)
 
 
-@dataclass
-class ProxyKnobs:
-    weight: float = 1.0  # w in CE_sup + w * CE_self
-    rampup_steps: int = 0  # 0: constant w; T > 0: w * exp(-5 (1 - min(t, T)/T)^2)
-
-
-@dataclass
-class ConsistencyKnobs:
-    weight: float = 10.0  # maximum weight of the consistency term (Laine and Aila 2017 use 100 with sums)
-    rampup_steps: int = 500  # sigmoid ramp-up of the weight, as above
-
-
-@dataclass
-class FixMatchKnobs:
-    threshold: float = 0.95  # keep a pseudo-label where the weak view's softmax confidence is >= this
-    lambda_u: float = 1.0  # weight of the unlabeled term: CE_sup + lambda_u * mean(mask * CE(strong, pseudo))
-    # mu (7 unlabeled images per labeled one in the paper) is the batch ratio
-    # train.batch_unlabeled / train.batch_labeled, set in the config (the fixmatch preset), not here.
-
-
-@dataclass
-class FreeMatchKnobs:
-    # FreeMatch (Wang et al. 2023): a self-adaptive threshold, the running mean confidence
-    # time_p times the running class distribution p_model / max(p_model); defaults are USB's.
-    lambda_u: float = 1.0  # weight of the masked unlabeled cross-entropy
-    lambda_f: float = 0.01  # weight of the self-adaptive fairness term (USB's ent_loss_ratio)
-    ema: float = 0.999  # momentum of the running statistics (USB's ema_p)
-
-
-@dataclass
-class SoftMatchKnobs:
-    # SoftMatch (Chen et al. 2023): every pseudo-label counts, weighted by a truncated Gaussian of
-    # its confidence around the running mean, with distribution alignment; defaults are USB's.
-    lambda_u: float = 1.0
-    ema: float = 0.999  # momentum of the running mean and variance and of the alignment's p_model (USB's ema_p)
-    n_sigma: float = 2.0  # the Gaussian's width: variance / n_sigma^2
-    # Distribution alignment to a uniform class distribution is always on, as in USB (whose
-    # dist_align flag the algorithm never reads).
-
-
-@dataclass
-class UDAKnobs:
-    # UDA (Xie et al. 2020): defaults of the paper's and USB's CIFAR-10 runs. Training signal
-    # annealing (TSA, off by default in USB) is left out.
-    lambda_u: float = 1.0
-    temperature: float = 0.4  # the weak view's prediction, sharpened: softmax(logits / T)
-    threshold: float = 0.8  # keep an image where the weak view's (unsharpened) confidence is >= this
-
-
-def freematch_initial_state(num_classes: int, knobs) -> dict[str, np.ndarray]:
-    """USB's FreeMatchThresholingHook: uniform p_model and label_hist, time_p = 1/C."""
-    uniform = np.full(num_classes, 1.0 / num_classes, np.float32)
-    return {"time_p": np.float32(1.0 / num_classes), "p_model": uniform, "label_hist": uniform.copy()}
-
-
-def softmatch_initial_state(num_classes: int, knobs) -> dict[str, np.ndarray]:
-    """USB's SoftMatchWeightingHook (mu = 1/C, var = 1) and DistAlignEMAHook (p_model, which USB
-    starts as None and sets to the first batch's mean: here its value is replaced at step 0)."""
-    return {"prob_max_mu": np.float32(1.0 / num_classes), "prob_max_var": np.float32(1.0),
-            "p_model": np.full(num_classes, 1.0 / num_classes, np.float32)}
-
-
-@dataclass
-class EntminKnobs:
-    weight: float = 0.1  # weight of the mean prediction entropy on unlabeled images
-    rampup_steps: int = 0
-
-
+# Building blocks the shipped methods share. One translated copy of each unlabeled image (the
+# proxy methods show it in all its forms):
 TRANSLATED = (ViewParam("offsets", "crop"),)
 # Two independently augmented views of each unlabeled image: translation and horizontal flip.
 TWO_VIEWS = (ViewParam("offsets_a", "crop"), ViewParam("flips_a", "flip"),
              ViewParam("offsets_b", "crop"), ViewParam("flips_b", "flip"))
 
-# FixMatch (Sohn et al. 2020): the weak view is a flip and a translation by up to 12.5% of 32 px
-# (4 px, reflect padding), fixed by the method whatever augment.translate says (SESEMI's 2 px);
-# the strong view is its own flip and translation, then RandAugment (2 ops) and Cutout.
-FIXMATCH_SHIFT = 4
-FIXMATCH_VIEWS = (ViewParam("weak_offsets", "crop", FIXMATCH_SHIFT), ViewParam("weak_flips", "flip"),
-                  ViewParam("strong_offsets", "crop", FIXMATCH_SHIFT), ViewParam("strong_flips", "flip"),
-                  ViewParam("strong_ops", "randaugment_ops"), ViewParam("strong_magnitudes", "randaugment_magnitudes"),
-                  ViewParam("strong_cutout", "cutout"))
+
 
 _REGISTRY: dict[str, MethodSpec] = {}
 
@@ -285,31 +218,13 @@ def images_per_step(config) -> int:
     return config.train.batch_labeled + unlabeled_batch(config) * get(config.method.name).views_per_image
 
 
-register(MethodSpec("supervised"))
-register(MethodSpec("sesemi", heads={"self": 6}, views_per_image=6, view_params=TRANSLATED,
-                    branches=(Branch("self", "proxy", heads=("self",)),), knobs=ProxyKnobs,
-                    module="sesemi_{framework}.methods.proxy"))
-register(MethodSpec("rotation", heads={"self": 4}, views_per_image=4, view_params=TRANSLATED,
-                    branches=(Branch("self", "proxy", heads=("self",)),), knobs=ProxyKnobs,
-                    module="sesemi_{framework}.methods.proxy"))
-register(MethodSpec("pi_model", views_per_image=2, view_params=TWO_VIEWS,
-                    branches=(Branch("a", "a"), Branch("b", "b")), knobs=ConsistencyKnobs))
-register(MethodSpec("mean_teacher", views_per_image=2, view_params=TWO_VIEWS,
-                    branches=(Branch("student", "a"), Branch("teacher", "b", TEACHER)),
-                    knobs=ConsistencyKnobs, default_ema_decay=0.999))
-register(MethodSpec("entmin", views_per_image=1, view_params=TWO_VIEWS[:2],
-                    branches=(Branch("unlabeled", "a"),), knobs=EntminKnobs))
-register(MethodSpec("fixmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
-                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=FixMatchKnobs, ranges={"threshold": PROBABILITY}))
-# FreeMatch and SoftMatch are FixMatch (its views, branches and hard pseudo-labels) with another
-# rule for which pseudo-labels count; both carry running statistics from step to step.
-register(MethodSpec("freematch", views_per_image=2, view_params=FIXMATCH_VIEWS,
-                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=FreeMatchKnobs, initial_state=freematch_initial_state, ranges={"ema": DECAY}))
-register(MethodSpec("softmatch", views_per_image=2, view_params=FIXMATCH_VIEWS,
-                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=SoftMatchKnobs, initial_state=softmatch_initial_state, ranges={"ema": DECAY}))
-register(MethodSpec("uda", views_per_image=2, view_params=FIXMATCH_VIEWS,
-                    branches=(Branch("weak", "weak", STOP_GRADIENT), Branch("strong", "strong", GRAD)),
-                    knobs=UDAKnobs, ranges={"threshold": PROBABILITY, "temperature": POSITIVE}))
+# The shipped methods register themselves on import, in this order (the order the CLI lists).
+from . import supervised, proxy, pi_model, mean_teacher, entmin, fixmatch, freematch, softmatch, uda  # noqa: E402,F401
+# Their knobs and building blocks, by the names code has long imported from here.
+from .entmin import EntminKnobs  # noqa: E402,F401
+from .fixmatch import FIXMATCH_SHIFT, FIXMATCH_VIEWS, FixMatchKnobs  # noqa: E402,F401
+from .freematch import FreeMatchKnobs  # noqa: E402,F401
+from .pi_model import ConsistencyKnobs  # noqa: E402,F401
+from .proxy import ProxyKnobs  # noqa: E402,F401
+from .softmatch import SoftMatchKnobs  # noqa: E402,F401
+from .uda import UDAKnobs  # noqa: E402,F401
