@@ -354,9 +354,12 @@ def validate(config: Config) -> None:
     if config.train.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError(f"train.wandb={config.train.wandb} needs Weights & Biases, which is not installed: "
                           "pip install 'sesemi[wandb]', or drop train.wandb")
+    _check_stacked_method(config.method.name)
     for key, allowed in choices().items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
+        if key == "method.name" and methods.stacking.is_stacked(value):
+            continue  # composed from registered parts, checked above
         if value not in allowed:
             close = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -407,6 +410,15 @@ def validate(config: Config) -> None:
                           f"train.steps ({config.train.steps})")
     check_momentum(config.optim)
     _check_pretrained(config.model)
+
+
+def _check_stacked_method(name: str) -> None:
+    """`method.name=sesemi+entmin`: registered parts whose heads do not clash (methods/stacking.py)."""
+    if methods.stacking.is_stacked(name):
+        try:
+            methods.get(name)
+        except ValueError as err:
+            raise ConfigError(f"config key 'method.name': {err}") from None
 
 
 def _check_pretrained(model_cfg: ModelConfig) -> None:

@@ -23,7 +23,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sesemi_common.config import Config, ConfigError
-from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay, unlabeled_batch, view_batch
+from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay, unlabeled_batch, view_sizes
 from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.pool import labels_known
 from sesemi_common.sampling import BatchSpec, crop_geometry
@@ -128,8 +128,8 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
 def check_divisible(config: Config, mesh: Mesh | None) -> None:
     n = 1 if mesh is None else mesh.size
     sizes = [("train.batch_labeled", config.train.batch_labeled)]
-    if view_batch(config):
-        sizes.append(("each view batch (train.batch_unlabeled x views per image)", view_batch(config)))
+    sizes += [(f"view {view!r} (train.batch_unlabeled x its images per unlabeled image)", size)
+              for view, size in view_sizes(config).items()]
     for name, size in sizes:
         if size % n:
             raise ConfigError(f"{name} ({size}) must be divisible by the {n} devices the batch is split over")

@@ -111,6 +111,10 @@ class MethodSpec:
     # knob name -> Range of the values it can mean something with (config.validate refuses the
     # rest by name); a knob not listed must be zero or positive (NON_NEGATIVE).
     ranges: dict[str, Range] = field(default_factory=dict)
+    # view name -> images per unlabeled image in that view, for views of different sizes (a clean
+    # view of n images beside 6n proxy forms); {}: views_per_image shared equally by the views.
+    view_images: dict[str, int] = field(default_factory=dict)
+    parts: tuple[str, ...] = ()  # a stacked method's parts (`sesemi+entmin`, methods/stacking.py); () otherwise
 
     def module_for(self, framework: str) -> str:
         return (self.module or f"sesemi_{{framework}}.methods.{self.name}").format(framework=framework)
@@ -134,6 +138,9 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 def register(spec: MethodSpec) -> MethodSpec:
     """Add (or replace) a method; configs made afterwards accept `method.name=<spec.name>`."""
+    if stacking.is_stacked(spec.name) and not spec.parts:
+        raise ValueError(f"{spec.name!r}: '{stacking.PART_SEPARATOR}' joins the parts of a stacked method; "
+                         "name a registered method without it")
     for branch in spec.branches:
         if branch.mode not in (GRAD, STOP_GRADIENT, TEACHER):
             raise ValueError(f"branch {branch.name!r} of {spec.name!r}: mode must be grad, stop_gradient or teacher")
@@ -143,10 +150,7 @@ def register(spec: MethodSpec) -> MethodSpec:
     for branch in spec.branches:
         if set(branch.heads) - {"sup", *spec.heads}:
             raise ValueError(f"branch {branch.name!r} of {spec.name!r} asks for a head the method does not declare")
-    views = {branch.view for branch in spec.branches}
-    if views and spec.views_per_image % len(views):
-        raise ValueError(f"{spec.name!r}: views_per_image {spec.views_per_image} is not a multiple of its "
-                         f"{len(views)} views: every view must hold the same number of images (view_batch)")
+    _check_view_images(spec)
     if "sup" in spec.heads:
         raise ValueError(f"{spec.name!r}: 'sup' is the supervised head every network has")
     knob_names = {f.name for f in dataclasses.fields(spec.knobs)} if spec.knobs is not None else set()
@@ -157,11 +161,26 @@ def register(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
+def _check_view_images(spec: MethodSpec) -> None:
+    views = {branch.view for branch in spec.branches}
+    if spec.view_images:
+        if set(spec.view_images) != views or sum(spec.view_images.values()) != spec.views_per_image \
+                or min(spec.view_images.values()) < 1:
+            raise ValueError(f"{spec.name!r}: view_images {spec.view_images} must give each of its views "
+                             f"{sorted(views)} a positive count, summing to views_per_image {spec.views_per_image}")
+    elif views and spec.views_per_image % len(views):
+        raise ValueError(f"{spec.name!r}: views_per_image {spec.views_per_image} is not a multiple of its "
+                         f"{len(views)} views: give each view's images per unlabeled image in view_images")
+
+
 def method_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
 def get(name: str) -> MethodSpec:
+    """The registered method `name`, or the stack of registered parts `a+b` composed from them."""
+    if name not in _REGISTRY and stacking.is_stacked(name):
+        return stacking.compose(name, _REGISTRY)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -179,7 +198,11 @@ def knob_range(method: str, knob: str) -> Range:
 
 
 def knobs(config) -> Any:
-    """The chosen method's knobs (`config.method.<name>`), or None for a method without any."""
+    """The chosen method's knobs (`config.method.<name>`), or None for a method without any; for
+    a stacked method, {part: its knobs} (each part keeps its own section, `method.<part>`)."""
+    parts = get(config.method.name).parts
+    if parts:
+        return {part: getattr(config.method, part, None) for part in parts}
     return getattr(config.method, config.method.name, None)
 
 
@@ -204,19 +227,30 @@ def unlabeled_batch(config) -> int:
     return config.train.batch_unlabeled if get(config.method.name).views_per_image else 0
 
 
-def view_batch(config) -> int:
-    """Images in one named view batch: the unlabeled images per step times the views each of
-    them gets, shared by the distinct views the branches name (6n for SESEMI's one proxy view,
-    n for each of the Pi-model's two)."""
-    spec = get(config.method.name)
-    views = {branch.view for branch in spec.branches}
-    return unlabeled_batch(config) * spec.views_per_image // max(len(views), 1)
+def view_images(spec: MethodSpec) -> dict[str, int]:
+    """{view name: images per unlabeled image in it}, in the order the branches name the views:
+    the entry's `view_images`, or else views_per_image shared equally (SESEMI's one proxy view 6,
+    each of the Pi-model's two 1)."""
+    views = list(dict.fromkeys(branch.view for branch in spec.branches))
+    if spec.view_images:
+        return {view: spec.view_images[view] for view in views}
+    return {view: spec.views_per_image // len(views) for view in views}
+
+
+def view_sizes(config) -> dict[str, int]:
+    """{view name: images in that view batch per step}: the unlabeled images per step times the
+    view's images per unlabeled image (6n for SESEMI's proxy view, n for entmin's; in
+    sesemi+entmin both, side by side). {} for a method without unlabeled images."""
+    n = unlabeled_batch(config)
+    return {view: n * k for view, k in view_images(get(config.method.name)).items()} if n else {}
 
 
 def images_per_step(config) -> int:
     """Images the backbone sees per step (teacher forwards not counted): labeled plus every view."""
     return config.train.batch_labeled + unlabeled_batch(config) * get(config.method.name).views_per_image
 
+
+from . import stacking  # noqa: E402  (stacked names, composed by `get`)
 
 # The shipped methods register themselves on import, in this order (the order the CLI lists).
 from . import supervised, proxy, pi_model, mean_teacher, entmin, fixmatch, freematch, softmatch, uda  # noqa: E402,F401
