@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from sesemi_common import methods as registry
-from sesemi_common.methods import STOP_GRADIENT
+from sesemi_common.methods import STOP_GRADIENT, stacking
 from sesemi_common import randaugment
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.sampling import sample_view_params_numpy
@@ -32,7 +32,10 @@ from sesemi_torch import methods as torch_methods
 from .test_randaugment_parity import EXACT_OPS
 
 NUM_CLASSES, N_UNLABELED = 10, 5
-WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).views_per_image]
+# Stacked methods (methods/stacking.py), composed from registered parts: views of different
+# sizes (SESEMI's 6n beside entmin's n), CE_sup counted once, each part's terms under its name.
+STACKED = ["sesemi+entmin"]
+WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).views_per_image] + STACKED
 WITH_STATE = [name for name in registry.method_names() if registry.get(name).initial_state is not None]
 # FixMatch's default threshold 0.95 keeps the confident images `_logits` makes and drops the
 # others. The running statistics of FreeMatch and SoftMatch start at 1/C, where every image
@@ -49,8 +52,9 @@ CONFIDENT = 10.0  # added to one logit of every other target image: its softmax 
 
 def _config(name: str) -> Config:
     # Mid-ramp-up, so the ramp-up weight itself is compared too.
-    knobs = registry.get(name).knobs
-    rampup = [f"method.{name}.rampup_steps=10"] if knobs and hasattr(knobs, "rampup_steps") else []
+    parts = registry.get(name).parts or (name,)
+    rampup = [f"method.{part}.rampup_steps=10" for part in parts
+              if registry.get(part).knobs and hasattr(registry.get(part).knobs, "rampup_steps")]
     return apply_overrides(Config(), [f"method.name={name}", *rampup, *MIXED_KNOBS.get(name, [])])
 
 
@@ -72,9 +76,10 @@ def test_views_from_the_same_parameters_are_identical(name, np_rng):
     assert set(j_views) == set(t_views) == {b.view for b in spec.branches}
     total = sum(len(v) for v in j_views.values())
     assert total == N_UNLABELED * spec.views_per_image
-    for view, batch in j_views.items():  # the trainers and this rung take every view to be one size
-        assert len(batch) == total // len(j_views), f"view {view!r} holds {len(batch)} of {total} images: every " \
-            "view must hold the same number (docs/ADDING_A_METHOD.md)"
+    for view, per_image in registry.view_images(spec).items():  # the sizes the trainers and this rung expect
+        assert len(j_views[view]) == len(t_views[view]) == N_UNLABELED * per_image, \
+            f"view {view!r} holds {len(j_views[view])} images, its entry says {per_image} per unlabeled image " \
+            "(view_images, docs/ADDING_A_METHOD.md)"
     for view in j_views:
         compared = _exactly_comparable(spec, params, view)
         assert compared.any()
@@ -89,7 +94,7 @@ def _exactly_comparable(spec: registry.MethodSpec, params: dict, view: str) -> n
     """Images of `view` that must match exactly: all, unless the view's RandAugment drew an op
     with a bound of its own (see the module docstring). A view's parameters share its name's prefix."""
     ops = [params[p.name] for p in spec.view_params if p.kind == "randaugment_ops" and p.name.startswith(view)]
-    exact = np.ones(N_UNLABELED * spec.views_per_image // len({b.view for b in spec.branches}), bool)
+    exact = np.ones(N_UNLABELED * registry.view_images(spec)[view], bool)
     for drawn in ops:
         exact &= np.isin(drawn, [randaugment.op_index(name) for name in EXACT_OPS]).all(axis=1)
     return exact
@@ -107,18 +112,25 @@ def _logits(spec: registry.MethodSpec, rng: np.random.Generator, view_sizes: dic
         for logits in outputs[branch.name].values():
             rows = np.arange(0, len(logits), 2)
             logits[rows, rng.integers(0, logits.shape[1], len(rows))] += CONFIDENT
-    targets = {h: rng.integers(0, classes[h], view_sizes[b.view])
+    targets = {_target_key(spec, b, h): rng.integers(0, classes[h], view_sizes[b.view])
                for b in spec.branches for h in b.heads if h != "sup"}
     if spec.views_per_image:  # the trainers pass the unlabeled images' labels, for logging only
         targets["true_labels"] = rng.integers(0, NUM_CLASSES, N_UNLABELED)
     return outputs, targets
 
 
+def _target_key(spec: registry.MethodSpec, branch: registry.Branch, head: str) -> str:
+    """A head's targets are named by the head (SESEMI's `self`); in a stack, by the part's name too."""
+    if not spec.parts:
+        return head
+    return stacking.prefixed(branch.name.split(stacking.NAME_SEPARATOR)[0], head)
+
+
 def _loss_problem(name: str, rng: np.random.Generator):
     """Random logits of one step: (supervised logits, labels, {branch: {head: logits}}, targets)."""
     spec = registry.get(name)
-    per_view = N_UNLABELED * spec.views_per_image // max(len({b.view for b in spec.branches}), 1)
-    outputs, targets = _logits(spec, rng, {b.view: per_view for b in spec.branches})
+    sizes = {view: N_UNLABELED * per_image for view, per_image in registry.view_images(spec).items()}
+    outputs, targets = _logits(spec, rng, sizes)
     sup = rng.normal(0, 2, (8, NUM_CLASSES)).astype(np.float32)
     return sup, rng.integers(0, NUM_CLASSES, 8), outputs, targets
 
@@ -148,7 +160,7 @@ def _both_losses(config: Config, problem, step: int, j_state: dict, t_state: dic
     return (j_total, j_terms, j_next, j_grads), (t_total.detach(), t_terms, t_next, t_grads)
 
 
-@pytest.mark.parametrize("name", registry.method_names())
+@pytest.mark.parametrize("name", [*registry.method_names(), *STACKED])
 @pytest.mark.parametrize("step", [0, 3, 40])
 def test_loss_terms_and_logit_gradients_agree(name, step, np_rng):
     config = _config(name)

@@ -64,14 +64,26 @@ def test_specs_of_reads_a_plug_in_without_registering_it():
     assert methods.method_names() == shipped and not hasattr(Config().method, "flip_proxy")
 
 
-def test_views_of_unequal_size_are_refused_at_registration():
+def test_views_of_unequal_size_are_declared_or_refused_at_registration():
     # A clean view of n images beside 6n proxy forms: 7 images per unlabeled image in 2 views.
-    spec = methods.MethodSpec("clean_and_proxy", heads={"self": 6}, views_per_image=7,
-                              branches=(methods.Branch("clean", "clean"), methods.Branch("self", "proxy", heads=("self",))))
+    branches = (methods.Branch("clean", "clean"), methods.Branch("self", "proxy", heads=("self",)))
+    spec = methods.MethodSpec("clean_and_proxy", heads={"self": 6}, views_per_image=7, branches=branches)
     with plugins.isolated_registry(), pytest.raises(ValueError, match="views_per_image 7 is not a multiple of its 2 "
-                                                                      "views: every view must hold the same number"):
+                                                                      "views: give each view's images per unlabeled "
+                                                                      "image in view_images"):
         methods.register(spec)
+    wrong = methods.MethodSpec("clean_and_proxy", heads={"self": 6}, views_per_image=7, branches=branches,
+                               view_images={"clean": 1, "proxy": 5})
+    with plugins.isolated_registry(), pytest.raises(ValueError, match="must give each of its views .* summing to "
+                                                                      "views_per_image 7"):
+        methods.register(wrong)
     assert "clean_and_proxy" not in methods.method_names()
+    declared = methods.MethodSpec("clean_and_proxy", heads={"self": 6}, views_per_image=7, branches=branches,
+                                  view_images={"clean": 1, "proxy": 6})
+    with plugins.registered(declared):
+        config = apply_overrides(Config(), ["method.name=clean_and_proxy", "train.batch_unlabeled=4"])
+        assert methods.view_sizes(config) == {"clean": 4, "proxy": 24}
+        assert methods.images_per_step(config) == config.train.batch_labeled + 28
 
 
 def test_proxy_forms_follow_the_spec_not_the_name():
