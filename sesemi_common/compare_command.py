@@ -38,9 +38,15 @@ def add_parser(commands) -> None:
 
 def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
     items = [item.strip() for item in text.split(",") if item.strip()]
-    unknown = [item for item in items if item not in allowed]
+    for item in items:
+        if methods.stacking.is_stacked(item):  # a stack of registered methods, e.g. sesemi+entmin
+            try:
+                methods.get(item)
+            except ValueError as err:
+                raise ConfigError(f"{option}: {err}") from None
+    unknown = [item for item in items if item not in allowed and not methods.stacking.is_stacked(item)]
     if unknown:
-        raise ConfigError(f"{option}: unknown '{unknown[0]}': choose from {', '.join(allowed)}")
+        raise ConfigError(f"{option}: unknown '{unknown[0]}': choose from {', '.join(allowed)} (or stack them: sesemi+entmin)")
     if not items or len(set(items)) != len(items):
         raise ConfigError(f"{option}: give distinct names from {', '.join(allowed)}, got '{text}'")
     return items

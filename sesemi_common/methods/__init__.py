@@ -234,7 +234,7 @@ def view_images(spec: MethodSpec) -> dict[str, int]:
     views = list(dict.fromkeys(branch.view for branch in spec.branches))
     if spec.view_images:
         return {view: spec.view_images[view] for view in views}
-    return {view: spec.views_per_image // len(views) for view in views}
+    return {view: spec.views_per_image // len(views) for view in views}  # {} without views
 
 
 def view_sizes(config) -> dict[str, int]:

@@ -63,6 +63,14 @@ def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
     assert (tmp_path / "study" / "results.md").read_text().startswith("# Compare: sesemi against supervised")
 
 
+def test_a_stack_is_compared_like_any_method(tmp_path):
+    args = Namespace(methods="sesemi,sesemi+entmin", baseline="supervised", seeds=1, frameworks="torch", config="",
+                     out=str(tmp_path), overrides=TINY, progress=False)
+    study = compare_command.build_study(args, ["torch"])
+    stacked = [key for key in study.keys() if key.method == "sesemi+entmin"]
+    assert len(stacked) == 1 and study.config_for(stacked[0]).method.name == "sesemi+entmin"
+
+
 def test_a_run_of_another_config_is_refused_before_training(tmp_path, capsys):
     _write_runs(tmp_path / "study")
     assert cli.main(_arguments(tmp_path / "study", "optim.lr=0.1")) == 2
@@ -75,6 +83,8 @@ def test_a_run_of_another_config_is_refused_before_training(tmp_path, capsys):
     (["method.name=fixmatch"], "sesemi compare sets method.name itself; use --methods and --baseline"),
     (["--baseline", "supervise"], "--baseline: unknown 'supervise': choose from supervised, sesemi"),
     (["--seeds", "0"], "--seeds must be positive"),
+    (["--methods", "sesemi+rotation"], "--methods: method 'sesemi+rotation': parts 'sesemi' and 'rotation' both "
+                                       "declare the head 'self'"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
     assert cli.main(_arguments(tmp_path / "study", *extra)) == 2
