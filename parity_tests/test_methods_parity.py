@@ -34,14 +34,16 @@ from .test_randaugment_parity import EXACT_OPS
 NUM_CLASSES, N_UNLABELED = 10, 5
 # Stacked methods (methods/stacking.py), composed from registered parts: views of different
 # sizes (SESEMI's 6n beside entmin's n), CE_sup counted once, each part's terms under its name.
-STACKED = ["sesemi+entmin"]
+# sesemi+softmatch: a part with state (renamed `softmatch.<name>`) and a masked term.
+STACKED = ["sesemi+entmin", "sesemi+softmatch"]
 WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).views_per_image] + STACKED
-WITH_STATE = [name for name in registry.method_names() if registry.get(name).initial_state is not None]
+WITH_STATE = [name for name in [*registry.method_names(), *STACKED] if registry.get(name).initial_state is not None]
 # FixMatch's default threshold 0.95 keeps the confident images `_logits` makes and drops the
 # others. The running statistics of FreeMatch and SoftMatch start at 1/C, where every image
 # passes, so their rungs start from the state of a network trained for a while (entries of
 # `initial_state` replaced), at their default knobs.
-TRAINED_STATE = {"freematch": {"time_p": 0.9}, "softmatch": {"prob_max_mu": 0.7, "prob_max_var": 0.05}}
+TRAINED_STATE = {"freematch": {"time_p": 0.9}, "softmatch": {"prob_max_mu": 0.7, "prob_max_var": 0.05},
+                 "sesemi+softmatch": {"softmatch.prob_max_mu": 0.7, "softmatch.prob_max_var": 0.05}}
 # UDA's targets are sharpened: on the confident images they are one-hot to float32 at any
 # temperature, so its threshold (0.8) moves between the other two images' confidences (0.594
 # and 0.588 here), whose sharpened targets depend on the temperature (a 1% error in it fails).
@@ -172,8 +174,8 @@ def test_loss_terms_and_logit_gradients_agree(name, step, np_rng):
     for term in t_terms:
         np.testing.assert_allclose(float(j_terms[term]), float(torch.as_tensor(t_terms[term]).detach()), rtol=1e-6,
                                    err_msg=term)
-    if "mask_rate" in t_terms:  # a masked loss: compared where its mask keeps some images and drops others
-        assert 0.0 < float(t_terms["mask_rate"]) < 1.0, f"{name}: mask rate {float(t_terms['mask_rate'])}"
+    for term in _mask_rates(t_terms):  # a masked loss: compared where its mask keeps some images and drops others
+        assert 0.0 < float(t_terms[term]) < 1.0, f"{name}: {term} {float(t_terms[term])}"
     # Gradients of softmax-based losses cancel to ~0 for confident logits: a few float32 ulps of
     # the largest gradient absolute there (the losses rung's finding).
     (j_sup_grad, j_out_grads), (t_sup_grad, t_out_grads) = j_grads, t_grads
@@ -202,9 +204,14 @@ def test_state_after_k_steps_agrees(name, np_rng):
             assert np.asarray(j_state[key]).dtype == t_state[key].numpy().dtype == np.float32, key
             np.testing.assert_allclose(np.asarray(j_state[key]), t_state[key].numpy(), rtol=1e-6,
                                        err_msg=f"{key} after step {step}")
-        mask_rates.append(float(t_terms["mask_rate"]))
+        mask_rates += [float(t_terms[term]) for term in _mask_rates(t_terms)]
     assert 0.0 < min(mask_rates) and max(mask_rates) < 1.0, mask_rates
     assert all(not torch.equal(t_state[key], before[key]) for key in before)  # every entry did move
+
+
+def _mask_rates(terms: dict) -> list[str]:
+    """The logged mask rates: `mask_rate`, or a stacked part's `<part>/mask_rate`."""
+    return [term for term in terms if term.split(stacking.TERM_SEPARATOR)[-1] == "mask_rate"]
 
 
 def _assert_grad_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
