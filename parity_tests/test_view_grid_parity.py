@@ -35,7 +35,7 @@ def _rows(method: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", [*method_names(), "sesemi+entmin"])  # a stack: views of two sizes
 def test_view_rows_and_grid_match_between_frameworks(method):
     for j_rows, t_rows in _rows(method):
         assert list(j_rows) == list(t_rows)
@@ -43,6 +43,12 @@ def test_view_rows_and_grid_match_between_frameworks(method):
             assert j_rows[name].dtype == t_rows[name].dtype == np.uint8, name
             np.testing.assert_array_equal(j_rows[name], t_rows[name], err_msg=name)
         np.testing.assert_array_equal(view_grid(j_rows), view_grid(t_rows))
+
+
+def test_a_stacks_rows_name_each_parts_views():
+    (j_rows, _), _ = _rows("sesemi+entmin")
+    assert list(j_rows) == ["labeled", "unlabeled", *[f"sesemi.proxy {k}" for k in range(6)], "entmin.a"]
+    assert all(rows.shape == (3, 32, 32, 3) for rows in j_rows.values())
 
 
 def test_rows_name_every_view_the_method_trains_on():
