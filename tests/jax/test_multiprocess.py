@@ -34,7 +34,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_pair(logs: Path, module: str, *argv: str) -> list[subprocess.Popen]:
+def start_pair(logs: Path, module: str, *argv: str, env: dict | None = None) -> list[subprocess.Popen]:
     """Both processes of a 2-process command; their output goes to files in `logs` (a pipe left
     unread could fill and stall a process)."""
     port = free_port()
@@ -44,7 +44,7 @@ def start_pair(logs: Path, module: str, *argv: str) -> list[subprocess.Popen]:
         with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", module, *argv, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                 "--process-id", str(i)], env=ENV, stdout=out, stderr=err))
+                 "--process-id", str(i)], env=env or ENV, stdout=out, stderr=err))
     return processes
 
 
@@ -129,18 +129,8 @@ def test_a_process_that_dies_stops_the_other_and_the_run_resumes_exactly(tmp_pat
     # Process 1 prints no summary (gloo's own "[Gloo] Rank 1 is connected" line aside).
     assert '"final_test_accuracy"' in straight[0][1] and '"final_test_accuracy"' not in straight[1][1]
 
-    run, logs = RunDir(tmp_path / "killed"), tmp_path / "logs_killed"
-    processes = start_pair(logs, "sesemi_jax.cli", "train", *RUN, "--run-dir", str(run.path), "--no-progress")
-    wait_for_checkpoint(run, processes, 4)
-    processes[1].send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    (code, _, err), _ = finish(processes, logs)
-    stopped_after = time.monotonic() - killed_at
-    assert code == 1 and stopped_after < STOP_BOUND_S, (code, stopped_after, err[-3000:])
-    assert err.strip().splitlines()[-1].startswith(
-        "error: process 0 of 2 stopped: a collective with the other processes failed, so another process of "
-        "this run stopped or died first (see its output); resume every process with --resume"), err[-3000:]
-    assert run.state() == "stopped"
+    run = RunDir(tmp_path / "killed")
+    kill_process_1_after_checkpoint_4(run, tmp_path / "logs_killed")
 
     resumed = train_pair(run.path, tmp_path / "logs_resumed", "--resume")
     assert [code for code, _, _ in resumed] == [0, 0], resumed[0][2][-3000:] + resumed[1][2][-3000:]
@@ -152,6 +142,34 @@ def test_a_process_that_dies_stops_the_other_and_the_run_resumes_exactly(tmp_pat
     assert final.keys() == expected.keys()
     for key, value in expected.items():
         np.testing.assert_array_equal(final[key], value, err_msg=key)
+
+
+def kill_process_1_after_checkpoint_4(run: RunDir, logs: Path, *extra: str, env: dict | None = None) -> str:
+    """Process 0's stderr, once it stopped after process 1 was killed; asserts it stopped soon, failed."""
+    processes = start_pair(logs, "sesemi_jax.cli", "train", *RUN, "--run-dir", str(run.path), "--no-progress",
+                           *extra, env=env)
+    wait_for_checkpoint(run, processes, 4)
+    processes[1].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    (code, _, err), _ = finish(processes, logs)
+    stopped_after = time.monotonic() - killed_at
+    assert code == 1 and stopped_after < STOP_BOUND_S, (code, stopped_after, err[-3000:])
+    assert err.strip().splitlines()[-1].startswith(
+        "error: process 0 of 2 stopped: a collective with the other processes failed, so another process of "
+        "this run stopped or died first (see its output); resume every process with --resume"), err[-3000:]
+    assert run.state() == "stopped"
+    return err
+
+
+@pytest.mark.slow
+def test_in_host_placement_a_process_that_dies_stops_the_other(tmp_path):
+    """The survivor's prefetch thread, gathering ahead from the map, does not hold it: it stops as
+    in device placement, at its next collective."""
+    env = {**ENV, "SESEMI_CACHE_DIR": str(tmp_path / "cache")}
+    err = kill_process_1_after_checkpoint_4(RunDir(tmp_path / "killed"), tmp_path / "logs", "data.placement=host",
+                                            env=env)
+    assert "data.placement=host: input wait" not in err  # it stopped mid-run, not at the end
+    assert len(list((tmp_path / "cache" / "placement").glob("images-*.npy"))) == 1  # both mapped one copy
 
 
 @pytest.mark.parametrize("flags, message", [
