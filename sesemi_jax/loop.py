@@ -82,7 +82,6 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     method = methods.load(config)
     mesh = batch_mesh()
     check_divisible(config, mesh)  # before prepare: a refused run leaves no directory
-    placement.check_processes(config)
     # Between the barriers process 0 alone touches the run directory: the others have read
     # what they needed of it before, and read what it wrote after.
     distributed.sync("sesemi: run directory read")

@@ -9,6 +9,14 @@ and the jitted `train_step_on_spec` receives them as a `DeviceData` holding just
 (labeled images first, then unlabeled ones) with the spec's indices renumbered into it.
 Augmentation, the method's views and everything else stay in the jitted step.
 
+Across processes (jax.distributed) every process draws the same spec, and each gathers only the
+rows of its own devices: the step's rows are laid out in one block per device of the mesh (its
+share of the labeled, then of the unlabeled indices: `device_blocks`), and the global arrays are
+assembled from each process's blocks with `jax.make_array_from_process_local_data`, split over
+the batch axis. That call moves no data between processes (each process places its own part on
+its own devices), so the prefetch thread never waits on a peer and a dead peer is noticed, as in
+device placement, by the step's collectives in the main thread.
+
 The prefetch is a plain thread with a bounded queue, not grain (on the registry, TensorFlow-free).
 Reasoned, unmeasured (the machine was loaded when this was written): grain's loader is built
 around per-record transforms in worker processes, re-batched afterwards, with its own samplers;
@@ -31,10 +39,10 @@ from typing import Callable, Iterable, Iterator
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sesemi_common import placement
-from sesemi_common.config import Config, ConfigError
+from sesemi_common.config import Config
 from sesemi_common.mmap_cache import MappedImages
 from sesemi_common.sampling import BatchSpec
 
@@ -58,17 +66,11 @@ def choose(config: Config, set_bytes: int, writer: bool = True) -> str:
     """`device` or `host` for this run (`sesemi_common.placement.choose` on this machine's memory)."""
     memory, name = device_memory()
     chosen = placement.choose(config.data.placement, set_bytes, memory, name, writer)
-    check_processes(config, chosen)
+    if jax.process_count() > 1:  # process 0's answer for all: one program over all processes' devices
+        from jax.experimental import multihost_utils
+        as_host = multihost_utils.broadcast_one_to_all(np.int32(chosen == "host"))
+        chosen = "host" if int(as_host) else "device"
     return chosen
-
-
-def check_processes(config: Config, chosen: str | None = None) -> None:
-    """Host placement runs in one process for now: refused before anything is written when asked
-    for, and when `auto` chose it."""
-    if (chosen or config.data.placement) == "host" and jax.process_count() > 1:
-        raise ConfigError(f"data.placement={config.data.placement} needs host placement here, which runs in one "
-                          "process for now (each process gathering its slice is not built yet): use "
-                          "data.placement=device, or train in one process")
 
 
 def spec_inputs(labeled: np.ndarray, pool: np.ndarray, n_images: int) -> DeviceData:
@@ -84,7 +86,7 @@ class HostBatches:
 
     def __init__(self, cache: MappedImages, labels: np.ndarray, labeled: np.ndarray, pool: np.ndarray | None,
                  rng: jax.Array, config: Config, method: Method, static: DeviceData, mesh: Mesh | None = None):
-        cpu = jax.devices("cpu")[0]
+        cpu = jax.local_devices(backend="cpu")[0]  # this process's own: the spec is drawn in every process
         self.cache, self.labels, self.mesh = cache, np.asarray(labels, np.int32), mesh
         self.static = static  # the normalization table and ZCA, already on the devices
         self.inputs = jax.device_put(spec_inputs(labeled, pool, len(labels)), cpu)
@@ -108,11 +110,60 @@ class HostBatches:
         return self.cache.gather(rows), self.labels[rows], local
 
     def __call__(self, step: int) -> tuple[DeviceData, BatchSpec]:
+        if self.mesh is not None and jax.process_count() > 1:
+            return self.process_slice(step)
         images, labels, local = self.host_batch(step)
         on_devices = distributed.replicated((images, labels, local), self.mesh) if self.mesh is not None \
             else jax.device_put((images, labels, local))
         images, labels, local = on_devices
         return self.static.replace(images=images, labels=labels), local
+
+    def process_slice(self, step: int) -> tuple[DeviceData, BatchSpec]:
+        """Several processes: this process gathers the rows of its own devices only (`device_blocks`)
+        and the global images and labels are assembled from each process's part, split over the
+        mesh's batch axis; the small spec, the same in every process, is replicated."""
+        spec = self.spec(step)
+        blocks, local = device_blocks(spec, self.mesh.size)
+        rows = np.concatenate([blocks[d] for d in self.own_blocks])
+        present = rows >= 0
+        images = np.zeros((len(rows), *self.cache.images.shape[1:]), np.uint8)  # padding rows stay 0
+        images[present] = self.cache.gather(rows[present])
+        labels = np.where(present, self.labels[np.maximum(rows, 0)], -1).astype(np.int32)
+        split = NamedSharding(self.mesh, PartitionSpec("batch"))
+        n_rows = self.mesh.size * len(blocks[0])
+        images = jax.make_array_from_process_local_data(split, images, (n_rows, *images.shape[1:]))
+        labels = jax.make_array_from_process_local_data(split, labels, (n_rows,))
+        return self.static.replace(images=images, labels=labels), distributed.replicated(local, self.mesh)
+
+    @property
+    def own_blocks(self) -> list[int]:
+        """Positions on the mesh's batch axis of this process's devices: its rows of a global
+        array split over that axis, in order."""
+        return [d for d, device in enumerate(self.mesh.devices.flat) if device.process_index == jax.process_index()]
+
+
+def device_blocks(spec: BatchSpec, n_devices: int) -> tuple[list[np.ndarray], BatchSpec]:
+    """The step's rows laid out as `n_devices` equal blocks, one per position on the batch axis:
+    block d holds the d-th contiguous share of the labeled indices, then the d-th share of the
+    unlabeled ones (the rows the step's batch split gives device d), padded with -1 to the same
+    length; and the spec renumbered into that layout. Every process computes the same layout
+    and gathers only its own devices' blocks."""
+    labeled, unlabeled = np.asarray(spec.labeled), np.asarray(spec.unlabeled)
+    per_labeled, per_unlabeled = -(-len(labeled) // n_devices), -(-len(unlabeled) // n_devices)
+    width = per_labeled + per_unlabeled
+    blocks = []
+    for d in range(n_devices):
+        block = np.full(width, -1, np.int64)
+        share = labeled[d * per_labeled:(d + 1) * per_labeled]
+        block[:len(share)] = share
+        share = unlabeled[d * per_unlabeled:(d + 1) * per_unlabeled]
+        block[per_labeled:per_labeled + len(share)] = share
+        blocks.append(block)
+    i, j = np.arange(len(labeled)), np.arange(len(unlabeled))
+    renumbered = dataclasses.replace(
+        spec, labeled=((i // max(per_labeled, 1)) * width + i % max(per_labeled, 1)).astype(np.int32),
+        unlabeled=((j // max(per_unlabeled, 1)) * width + per_labeled + j % max(per_unlabeled, 1)).astype(np.int32))
+    return blocks, renumbered
 
 
 def prefetched(make: Callable[[int], object], steps: Iterable[int], depth: int = PREFETCH_STEPS,

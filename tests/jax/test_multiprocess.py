@@ -34,7 +34,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_pair(logs: Path, module: str, *argv: str) -> list[subprocess.Popen]:
+def start_pair(logs: Path, module: str, *argv: str, env: dict | None = None) -> list[subprocess.Popen]:
     """Both processes of a 2-process command; their output goes to files in `logs` (a pipe left
     unread could fill and stall a process)."""
     port = free_port()
@@ -44,7 +44,7 @@ def start_pair(logs: Path, module: str, *argv: str) -> list[subprocess.Popen]:
         with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", module, *argv, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                 "--process-id", str(i)], env=ENV, stdout=out, stderr=err))
+                 "--process-id", str(i)], env=env or ENV, stdout=out, stderr=err))
     return processes
 
 
@@ -59,24 +59,19 @@ def train_pair(run_dir: Path, logs: Path, *extra: str) -> list[tuple[int, str, s
                              *extra), logs)
 
 
-def test_two_processes_compute_the_steps_of_one(tmp_path):
-    """2 SESEMI steps in float64, on the global mesh of 2 processes and on 1 device of 1 process.
-
-    The bound, 1e-10 x max(1, |value|) per leaf: both compute the same float64 sums in another
-    order (each device sums its half of the batch, then the halves are added), which moves a sum of
-    n terms by at most n x 2.2e-16, about 1e-12 for the ~5,000-term BatchNorm and gradient sums of
-    this batch, here over 2 steps (measured over 3: 2.6e-14). It sits 1,000x below float32 rounding
-    (1.2e-7), so statistics or a loss averaged per process instead of over the whole batch, or a
-    float32 leak, fail it."""
-    out = tmp_path / "steps.npz"
+def run_step_pair(out: Path, *mode: str) -> dict:
     port = free_port()
-    processes = [subprocess.Popen([sys.executable, "-m", "tests.jax.multiprocess_step", str(port), str(i), str(out)],
-                                  env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    processes = [subprocess.Popen([sys.executable, "-m", "tests.jax.multiprocess_step", str(port), str(i), str(out),
+                                   *mode], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for i in range(2)]
     for process in processes:
         _, err = process.communicate(timeout=TIMEOUT_S)
         assert process.returncode == 0, err[-3000:]
-    results = np.load(out)
+    return np.load(out)
+
+
+def assert_steps_of_one(results) -> None:
+    """The 2-process leaves equal the 1-device ones within the bound of the test below."""
     assert (int(results["processes/devices"]), int(results["one_device/devices"])) == (2, 1)
     leaves = [k.removeprefix("one_device/") for k in results.files
               if k.startswith("one_device/") and k != "one_device/devices"]
@@ -86,6 +81,36 @@ def test_two_processes_compute_the_steps_of_one(tmp_path):
         assert one.dtype == two.dtype == np.float64, leaf
         bound = 1e-10 * max(1.0, float(np.max(np.abs(one))))
         assert float(np.max(np.abs(two - one))) <= bound, leaf
+
+
+def test_two_processes_compute_the_steps_of_one(tmp_path):
+    """2 SESEMI steps in float64, on the global mesh of 2 processes and on 1 device of 1 process.
+
+    The bound, 1e-10 x max(1, |value|) per leaf: both compute the same float64 sums in another
+    order (each device sums its half of the batch, then the halves are added), which moves a sum of
+    n terms by at most n x 2.2e-16, about 1e-12 for the ~5,000-term BatchNorm and gradient sums of
+    this batch, here over 2 steps (measured over 3: 2.6e-14). It sits 1,000x below float32 rounding
+    (1.2e-7), so statistics or a loss averaged per process instead of over the whole batch, or a
+    float32 leak, fail it."""
+    assert_steps_of_one(run_step_pair(tmp_path / "steps.npz"))
+
+
+@pytest.mark.slow
+def test_two_processes_in_host_placement_compute_the_steps_of_one_each_reading_its_slice(tmp_path):
+    """The same 2 steps fed by data.placement=host on 2 processes, against device placement on 1
+    device, within the same bound; each process read from the map exactly its device's share of
+    the step's labeled and unlabeled indices (the first half of each to process 0), nothing else."""
+    out = tmp_path / "steps.npz"
+    assert_steps_of_one(run_step_pair(out, "host"))
+    rows = [np.load(f"{out}.rows{i}.npz") for i in range(2)]
+    for step in range(2):
+        labeled, unlabeled = rows[0][f"labeled/{step}"], rows[0][f"unlabeled/{step}"]
+        np.testing.assert_array_equal(labeled, rows[1][f"labeled/{step}"])  # one spec in both processes
+        assert (len(labeled), len(unlabeled)) == (8, 2)
+        for i in range(2):
+            half_labeled, half_unlabeled = labeled[4 * i:4 * (i + 1)], unlabeled[i:i + 1]
+            np.testing.assert_array_equal(rows[i][f"gathered/{step}"], np.concatenate([half_labeled, half_unlabeled]))
+    assert sorted(k for k in rows[1].files if k.startswith("gathered/")) == ["gathered/0", "gathered/1"]
 
 
 def wait_for_checkpoint(run: RunDir, processes: list[subprocess.Popen], step: int) -> None:
@@ -104,18 +129,8 @@ def test_a_process_that_dies_stops_the_other_and_the_run_resumes_exactly(tmp_pat
     # Process 1 prints no summary (gloo's own "[Gloo] Rank 1 is connected" line aside).
     assert '"final_test_accuracy"' in straight[0][1] and '"final_test_accuracy"' not in straight[1][1]
 
-    run, logs = RunDir(tmp_path / "killed"), tmp_path / "logs_killed"
-    processes = start_pair(logs, "sesemi_jax.cli", "train", *RUN, "--run-dir", str(run.path), "--no-progress")
-    wait_for_checkpoint(run, processes, 4)
-    processes[1].send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    (code, _, err), _ = finish(processes, logs)
-    stopped_after = time.monotonic() - killed_at
-    assert code == 1 and stopped_after < STOP_BOUND_S, (code, stopped_after, err[-3000:])
-    assert err.strip().splitlines()[-1].startswith(
-        "error: process 0 of 2 stopped: a collective with the other processes failed, so another process of "
-        "this run stopped or died first (see its output); resume every process with --resume"), err[-3000:]
-    assert run.state() == "stopped"
+    run = RunDir(tmp_path / "killed")
+    kill_process_1_after_checkpoint_4(run, tmp_path / "logs_killed")
 
     resumed = train_pair(run.path, tmp_path / "logs_resumed", "--resume")
     assert [code for code, _, _ in resumed] == [0, 0], resumed[0][2][-3000:] + resumed[1][2][-3000:]
@@ -127,6 +142,34 @@ def test_a_process_that_dies_stops_the_other_and_the_run_resumes_exactly(tmp_pat
     assert final.keys() == expected.keys()
     for key, value in expected.items():
         np.testing.assert_array_equal(final[key], value, err_msg=key)
+
+
+def kill_process_1_after_checkpoint_4(run: RunDir, logs: Path, *extra: str, env: dict | None = None) -> str:
+    """Process 0's stderr, once it stopped after process 1 was killed; asserts it stopped soon, failed."""
+    processes = start_pair(logs, "sesemi_jax.cli", "train", *RUN, "--run-dir", str(run.path), "--no-progress",
+                           *extra, env=env)
+    wait_for_checkpoint(run, processes, 4)
+    processes[1].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    (code, _, err), _ = finish(processes, logs)
+    stopped_after = time.monotonic() - killed_at
+    assert code == 1 and stopped_after < STOP_BOUND_S, (code, stopped_after, err[-3000:])
+    assert err.strip().splitlines()[-1].startswith(
+        "error: process 0 of 2 stopped: a collective with the other processes failed, so another process of "
+        "this run stopped or died first (see its output); resume every process with --resume"), err[-3000:]
+    assert run.state() == "stopped"
+    return err
+
+
+@pytest.mark.slow
+def test_in_host_placement_a_process_that_dies_stops_the_other(tmp_path):
+    """The survivor's prefetch thread, gathering ahead from the map, does not hold it: it stops as
+    in device placement, at its next collective."""
+    env = {**ENV, "SESEMI_CACHE_DIR": str(tmp_path / "cache")}
+    err = kill_process_1_after_checkpoint_4(RunDir(tmp_path / "killed"), tmp_path / "logs", "data.placement=host",
+                                            env=env)
+    assert "data.placement=host: input wait" not in err  # it stopped mid-run, not at the end
+    assert len(list((tmp_path / "cache" / "placement").glob("images-*.npy"))) == 1  # both mapped one copy
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -111,14 +111,21 @@ def test_placement_is_validated():
         validate(_config("data.placement=hots"))
 
 
-def test_host_placement_across_processes_is_refused_before_the_run(monkeypatch):
-    monkeypatch.setattr(placement.jax, "process_count", lambda: 2)
-    with pytest.raises(ConfigError, match="data.placement=host needs host placement here, which runs in one process"):
-        placement.check_processes(_config("data.placement=host"))
-    placement.check_processes(_config("data.placement=auto"))  # auto may still choose device
-    placement.check_processes(_config("data.placement=device"))
-    with pytest.raises(ConfigError, match="data.placement=auto needs host placement"):
-        placement.check_processes(_config("data.placement=auto"), "host")
+def test_device_blocks_give_each_device_its_share_of_both_batches():
+    """4 devices, 8 labeled and 6 unlabeled indices: device d's block holds labeled[2d:2d+2], then
+    unlabeled[2d:2d+2] (an uneven share padded with -1), and the renumbered spec reads the batch
+    back from the blocks laid end to end."""
+    from sesemi_common.sampling import BatchSpec
+    labeled, unlabeled = np.arange(100, 108), np.arange(200, 206)
+    spec = BatchSpec(labeled, unlabeled, np.zeros((8, 2), np.int32), np.zeros(8, bool))
+    blocks, local = placement.device_blocks(spec, 4)
+    assert [b.tolist() for b in blocks] == [[100, 101, 200, 201], [102, 103, 202, 203], [104, 105, 204, 205],
+                                            [106, 107, -1, -1]]
+    laid = np.concatenate(blocks)
+    np.testing.assert_array_equal(laid[local.labeled], labeled)
+    np.testing.assert_array_equal(laid[local.unlabeled], unlabeled)
+    blocks, local = placement.device_blocks(spec, 1)  # one device: the batch as it is
+    np.testing.assert_array_equal(blocks[0], np.concatenate([labeled, unlabeled]))
 
 
 def test_prefetch_records_each_step_input_wait():
