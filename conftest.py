@@ -1,8 +1,37 @@
-"""Suite-wide settings. Under `pytest -n 2` each worker gets one of the two cores: PyTorch's
-intra-op threads spin-wait on each other when the cores are shared, which made small torch
-ops 10-30x slower in this suite, so each worker runs torch on one thread."""
+"""Suite-wide settings.
 
+Under `pytest -n 2` each worker gets one of the two cores: PyTorch's intra-op threads spin-wait
+on each other when the cores are shared, which made small torch ops 10-30x slower in this suite,
+so each worker runs torch on one thread.
+
+JAX compilations are shared across the whole session through JAX's persistent compilation cache
+(one temporary folder, inherited by the xdist workers and every CLI subprocess): XLA compiling
+the train step and the model init is most of a tiny JAX run (measured: a 24-step pi_model run
+took 130 s with a cold cache and 36 s with a warm one, load average 10), and a kill-resume test
+runs the same program in three processes. A cached executable is the binary the compiler made,
+so results are bit-identical (the resume tests compare them)."""
+
+import atexit
+import importlib.util
 import os
+import shutil
+import tempfile
+
+
+def _share_jax_compilations() -> None:
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the xdist controller's folder, or the user's own
+        return
+    folder = tempfile.mkdtemp(prefix="sesemi-jax-compilations-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # under load even small jits take 0.1-0.5 s
+    # A size limit turns on JAX's file lock around reads and writes, so one xdist worker never
+    # reads an entry another is still writing (without filelock, a torn read is a warning and a recompile).
+    if importlib.util.find_spec("filelock"):  # JAX refuses a size limit without it
+        os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 << 30)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
+_share_jax_compilations()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI subprocesses of the resume tests

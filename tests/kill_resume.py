@@ -1,5 +1,6 @@
-"""Shared by the JAX and PyTorch resume tests: kill a training process with SIGKILL mid-run,
-resume it, and compare with an uninterrupted run."""
+"""The one way tests run a training subprocess (`run_training`, `train_command`), shared by the JAX
+and PyTorch resume tests: kill a training process with SIGKILL mid-run, resume it, and compare
+with an uninterrupted run; and a process that holds a run directory's lock (`hold_lock`)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,25 @@ TINY = ["data.dataset=digits", "data.image_size=16", "data.n_labels=20", "train.
         "train.checkpoint_every=8", "train.eval_batch_size=128"]
 
 
-def train_command(cli_module: str, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", cli_module, "train", *TINY, "--run-dir", str(run_dir), "--no-progress", *extra]
+REPO = Path(__file__).resolve().parents[1]
+# A cold compile of the first run alone took over 300 s at load average 15 on the 2-core machine
+# (both variants of the mean_teacher resume test timed out there, with and without the shared cache).
+TIMEOUT_S = 600
+
+
+def train_command(cli_module: str, run_dir: Path, *extra: str, tiny: bool = True) -> list[str]:
+    """`python -m cli_module train` into `run_dir`: the TINY run with `extra` overrides, or with
+    `tiny=False` only what `extra` says (e.g. `--config FILE` and its own overrides)."""
+    return [sys.executable, "-m", cli_module, "train", *(TINY if tiny else ()), "--run-dir", str(run_dir),
+            "--no-progress", *extra]
+
+
+def run_training(cli_module: str, run_dir: Path, *extra: str, tiny: bool = True, timeout: float = TIMEOUT_S,
+                 env: dict | None = None) -> None:
+    """One training subprocess to its end; a failure raises with the end of its stderr."""
+    done = subprocess.run(train_command(cli_module, run_dir, *extra, tiny=tiny), env=env, cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    assert done.returncode == 0, f"training exited {done.returncode}: {done.stderr[-3000:]}"
 
 
 def _logged_steps(run_dir: Path) -> int:
@@ -27,10 +45,10 @@ def _logged_steps(run_dir: Path) -> int:
     return max((json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()), default=0)
 
 
-def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int, timeout: float = 300,
+def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int, timeout: float = TIMEOUT_S,
                             overrides: tuple[str, ...] = ()) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(train_command(cli_module, run_dir, *overrides), env=env,
+    process = subprocess.Popen(train_command(cli_module, run_dir, *overrides), env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while _logged_steps(run_dir) < kill_after_step:
@@ -44,13 +62,22 @@ def run_killed_then_resumed(cli_module: str, run_dir: Path, kill_after_step: int
     process.wait()
     assert process.returncode == -signal.SIGKILL
     assert _logged_steps(run_dir) < 24, "the run finished before it was killed"
-    subprocess.run(train_command(cli_module, run_dir, "--resume"), env=env, check=True,
-                   stdout=subprocess.DEVNULL, timeout=timeout)
+    run_training(cli_module, run_dir, "--resume", env=env, timeout=timeout)
 
 
-def run_uninterrupted(cli_module: str, run_dir: Path, timeout: float = 300, overrides: tuple[str, ...] = ()) -> None:
-    subprocess.run(train_command(cli_module, run_dir, *overrides), check=True, stdout=subprocess.DEVNULL,
-                   timeout=timeout)
+def run_uninterrupted(cli_module: str, run_dir: Path, timeout: float = TIMEOUT_S,
+                      overrides: tuple[str, ...] = ()) -> None:
+    run_training(cli_module, run_dir, *overrides, timeout=timeout)
+
+
+def hold_lock(run_dir: Path) -> subprocess.Popen:
+    """Another process holding `run_dir` as a trainer would, until it is killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from sesemi_common import run_lock; "
+         "lock = run_lock.acquire(sys.argv[1], 'sesemi train (the first)'); print('held', flush=True); "
+         "time.sleep(120)", str(run_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
 
 
 def comparable_metrics(run_dir: Path) -> list[dict]:

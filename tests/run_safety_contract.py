@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +14,11 @@ from sesemi_common import run_lock, run_weights
 from sesemi_common.runs import RunDir
 from sesemi_common.weights import read_npz_with_metadata, write_npz
 from tests.cli_contract import TINY
+from tests.kill_resume import hold_lock
 
-REPO = Path(__file__).resolve().parents[1]
 # A checkpoint at steps 2 and 4 of 4.
 SHORT = [*TINY, "train.steps=4", "train.log_every=1", "train.checkpoint_every=2", "train.eval_every=4",
          "train.eval_batch_size=128", "optim.schedule=constant"]
-
-
-def hold_lock(run_dir: Path) -> subprocess.Popen:
-    """Another process holding `run_dir` as a trainer would, until it is killed."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from sesemi_common import run_lock; "
-         "lock = run_lock.acquire(sys.argv[1], 'sesemi train (the first)'); print('held', flush=True); "
-         "time.sleep(120)", str(run_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 @pytest.fixture
