@@ -243,7 +243,7 @@ def ema_decay_now(config: Config, new_state: TrainState) -> float | jax.Array:
     with it a traced value of the params' dtype (a float64 decay would promote float32 weights
     under x64), computed in the step with `jnp.minimum`: no host sync."""
     dtype = jax.tree_util.tree_leaves(new_state.params)[0].dtype
-    return ema_decay_at(config, new_state.step.astype(dtype), minimum=jnp.minimum)
+    return ema_decay_at(config, jnp.asarray(new_state.step).astype(dtype), minimum=jnp.minimum)
 
 
 def norms(grads, params, new_params) -> dict[str, jax.Array]:
