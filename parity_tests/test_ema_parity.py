@@ -21,6 +21,7 @@ from sesemi_torch import models as torch_models
 from sesemi_torch import train as torch_train
 
 DECAY, STEPS = 0.9, 50
+WARMUP_STEPS = 15  # past the warm-up's cap at t = 9 for DECAY = 0.9
 
 
 def _synthetic_weights(model: torch.nn.Module, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -55,3 +56,53 @@ def test_ema_of_params_and_batch_stats_agrees_over_50_updates(np_rng):
     assert moved > 0.5  # the average really moved away from the initial weights
     for key in expected:
         np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def _jax_state_dict(jax_ema) -> dict[str, np.ndarray]:
+    return {k: v for k, v in jax_convert.state_dict_from_variables(jax.device_get(jax_ema), "resnet20").items()
+            if not k.endswith("num_batches_tracked")}  # the converter writes torch's counter; no EMA of it
+
+
+def test_ema_warmup_agrees_and_is_the_plain_mean_until_the_cap(np_rng):
+    """train.ema_warmup (sesemi_common/ema.py): the decay min(1 - 1/(t+1), d) of the Mean Teacher
+    code, JAX's traced in the jitted update (`ema_decay_now` of the step count) and PyTorch's from
+    AveragedModel's update count. Until the cap (t <= d/(1-d) = 9 for d = 0.9) the EMA is the plain
+    mean of the initial weights and the t weights since, in both; then the ordinary recursion
+    goes on from that mean, and after 15 updates the two frameworks agree (rtol as above)."""
+    config = apply_overrides(Config(), [f"train.ema_decay={DECAY}", "train.ema_warmup=true"])
+    torch.manual_seed(0)
+    model = torch_models.make_model("resnet20", 10, {"self": 6})
+    ema = torch_train.make_ema(model, config)
+    initial = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    jax_ema = jax_convert.variables_from_state_dict(initial, "resnet20")
+
+    @jax.jit
+    def jax_update(ema_variables, variables, step):
+        new_state = SimpleNamespace(**variables, step=step)
+        return jax_train.update_ema(ema_variables, new_state, jax_train.ema_decay_now(config, new_state))
+
+    seen = [{k: v for k, v in initial.items() if v.dtype.kind == "f"}]  # w_0, w_1, ...
+    for t in range(1, WARMUP_STEPS + 1):
+        weights = _synthetic_weights(model, np_rng)
+        seen.append(weights)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+        ema.update_parameters(model)
+        variables = jax_convert.variables_from_state_dict({**initial, **weights}, "resnet20")
+        jax_ema = jax_update(jax_ema, variables, jax.numpy.int32(t))
+        if t == 5:
+            torch_ema, jax_state_dict = ema.module.state_dict(), _jax_state_dict(jax_ema)
+            for key in seen[0]:
+                mean = np.mean([w[key] for w in seen], axis=0, dtype=np.float64)
+                np.testing.assert_allclose(torch_ema[key].numpy(), mean, rtol=1e-5, atol=1e-6, err_msg=key)
+                np.testing.assert_allclose(jax_state_dict[key], mean, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert int(ema.n_averaged) == WARMUP_STEPS + 1  # the initial copy and the updates
+
+    actual = _jax_state_dict(jax_ema)
+    expected = {k: v.numpy() for k, v in ema.module.state_dict().items() if v.is_floating_point()}
+    assert set(actual) == set(expected) == set(seen[0])
+    for key in expected:
+        np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        closed_form = np.mean([w[key] for w in seen[:10]], axis=0, dtype=np.float64)  # the mean up to t = 9
+        for w in seen[10:]:
+            closed_form = DECAY * closed_form + (1 - DECAY) * w[key]
+        np.testing.assert_allclose(expected[key], closed_form, rtol=1e-5, atol=1e-6, err_msg=key)

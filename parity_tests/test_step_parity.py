@@ -187,3 +187,29 @@ def test_one_step_float64_grads_and_updates(backbone, overrides):
     before = {**initial, **{f"ema.{k}": v for k, v in initial.items()},
               **{f"method_state.{k}": v for k, v in registry.initial_method_state(config, NUM_CLASSES).items()}}
     _assert_close(j_after, t_after, "updated params, BatchNorm running statistics and EMA", before=before)
+
+
+@pytest.mark.slow
+def test_one_step_with_the_ema_warmup_averages_the_initial_and_new_weights_equally():
+    """train.ema_warmup through both trainers' real steps (JAX: the decay traced in the jitted
+    step; PyTorch: AveragedModel's count): the first update's decay is 1 - 1/(1 + 1) = 1/2, not
+    the configured 0.9, so each framework's EMA is the mean of its initial and updated params and
+    BatchNorm statistics (float64, where that is exact to rounding), and the two agree."""
+    config, images, labels, labeled, spec = _problem("resnet20", [
+        "method.name=mean_teacher", "method.mean_teacher.rampup_steps=0", "train.ema_decay=0.9",
+        "train.ema_warmup=true"])
+    mean, std = channel_stats(images)
+    with jax.enable_x64(True):
+        initial, _, _, t_after = _torch_step(config, images, labels, spec, mean, std, torch.float64)
+        _, _, j_after = _jax_step(config, initial, images, labels, labeled, spec, mean, std)
+    keys = [k for k in t_after if not k.startswith(("ema.", "method_state."))]
+    ema_keys = [f"ema.{k}" for k in keys]
+    assert len(keys) > 100
+    for key in keys:
+        assert t_after[f"ema.{key}"].dtype == np.float64
+        np.testing.assert_allclose(t_after[f"ema.{key}"], (initial[key] + t_after[key]) / 2, rtol=1e-12, atol=1e-15,
+                                   err_msg=key)
+    # The JAX side comes back through the converter, which stores float32: the rung's rtol.
+    before = {f"ema.{k}": initial[k] for k in keys}
+    _assert_close(j_after, {f"ema.{k}": (initial[k] + j_after[k]) / 2 for k in keys}, "the JAX EMA", ema_keys, before)
+    _assert_close(j_after, t_after, "the EMA", ema_keys, before=before)

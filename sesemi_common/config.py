@@ -119,6 +119,9 @@ class TrainConfig:
     eval_batch_size: int = 500
     ema_decay: float = 0.0  # EMA of params and BatchNorm statistics; 0: off (or the method's default)
     eval_ema: bool = False  # evaluate (and predict) with the EMA variables
+    # The original Mean Teacher code's EMA warm-up: decay min(1 - 1/(t+1), ema_decay) at step t
+    # (1-based), a plain mean of the weights so far until the cap takes over (sesemi_common/ema.py)
+    ema_warmup: bool = False
     # fp32 | bf16: bfloat16 convolutions and dense layers on float32 master weights, optimizer
     # state, BatchNorm statistics and loss (docs/DESIGN.md section 8). Evaluation stays float32.
     precision: str = "fp32"
@@ -405,6 +408,8 @@ def validate(config: Config) -> None:
     _check_paddings(config)
     if config.train.eval_ema and not methods.ema_decay(config):
         raise ConfigError("train.eval_ema needs an EMA: set train.ema_decay, e.g. 0.999")
+    if config.train.ema_warmup and not methods.ema_decay(config):
+        raise ConfigError("train.ema_warmup needs an EMA: set train.ema_decay, e.g. 0.999")
     if config.optim.warmup_steps >= config.train.steps:
         raise ConfigError(f"optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than "
                           f"train.steps ({config.train.steps})")

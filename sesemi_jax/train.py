@@ -23,6 +23,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sesemi_common.config import Config, ConfigError
+from sesemi_common.ema import ema_decay_at
 from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay, unlabeled_batch, view_sizes
 from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.pool import labels_known
@@ -78,7 +79,7 @@ def create_state(model, variables: dict, tx: optax.GradientTransformation, seed:
                              rng=jax.random.PRNGKey(seed), ema=ema, method_state=method_state or {})
 
 
-def update_ema(ema: dict, state: TrainState, decay: float) -> dict:
+def update_ema(ema: dict, state: TrainState, decay: float | jax.Array) -> dict:
     """ema + (1 - decay) (new - ema) for params and BatchNorm running statistics alike (docs/DESIGN.md
     section 7: averaged, not copied; torch's AveragedModel(use_buffers=True) does the same).
     optax computes `(1 - d) new + d ema`, torch's lerp `ema + (1 - d)(new - ema)`: the same
@@ -230,10 +231,19 @@ def train_step_on_spec(state: TrainState, data: DeviceData, spec: BatchSpec, *, 
                "train_accuracy": jnp.mean(jnp.argmax(sup_logits, -1) == labels)}
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats, method_state=method_state)
     metrics.update(norms(grads, state.params, new_state.params))
-    decay = ema_decay(config)
-    if decay:
-        new_state = new_state.replace(ema=update_ema(state.ema, new_state, decay))
+    if ema_decay(config):
+        new_state = new_state.replace(ema=update_ema(state.ema, new_state, ema_decay_now(config, new_state)))
     return new_state, metrics
+
+
+def ema_decay_now(config: Config, new_state: TrainState) -> float | jax.Array:
+    """The decay of the EMA update that follows the optimizer step which made `new_state`:
+    `sesemi_common.ema.ema_decay_at` with t = `new_state.step`, the steps taken counting this one
+    (the Mean Teacher code's `global_step`). Without train.ema_warmup a Python float, as before;
+    with it a traced value of the params' dtype (a float64 decay would promote float32 weights
+    under x64), computed in the step with `jnp.minimum`: no host sync."""
+    dtype = jax.tree_util.tree_leaves(new_state.params)[0].dtype
+    return ema_decay_at(config, jnp.asarray(new_state.step).astype(dtype), minimum=jnp.minimum)
 
 
 def norms(grads, params, new_params) -> dict[str, jax.Array]:

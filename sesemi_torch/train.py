@@ -18,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sesemi_common.config import Config
 from sesemi_common.distributed import Process
+from sesemi_common.ema import ema_decay_at
 from sesemi_common.methods import STOP_GRADIENT, TEACHER, ema_decay
 from sesemi_common.methods import knobs as method_knobs
 from sesemi_common.pool import labels_known
@@ -64,9 +65,24 @@ def make_ema(model: nn.Module, config: Config) -> AveragedModel | None:
     decay = ema_decay(config)
     if not decay:
         return None
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    averaging = warmup_ema_multi_avg_fn(config) if config.train.ema_warmup else get_ema_multi_avg_fn(decay)
+    ema = AveragedModel(model, multi_avg_fn=averaging, use_buffers=True)
     ema.update_parameters(model)  # the first update copies: the EMA starts at the initial weights
     return ema
+
+
+def warmup_ema_multi_avg_fn(config: Config):
+    """AveragedModel's averaging with train.ema_warmup: torch's EMA update at the decay in force
+    (`sesemi_common.ema.ema_decay_at`). AveragedModel passes the count of updates so far, which
+    includes the copy `make_ema` makes: at the update after the t-th optimizer step it is t, the
+    Mean Teacher code's `global_step`, and it is saved in the EMA's state dict, so a resumed run
+    goes on counting. (Reading it is a host sync, as AveragedModel's own `n_averaged == 0` test.)"""
+
+    @torch.no_grad()
+    def update(ema_params, current_params, num_averaged) -> None:
+        get_ema_multi_avg_fn(ema_decay_at(config, int(num_averaged)))(ema_params, current_params, num_averaged)
+
+    return update
 
 
 @contextlib.contextmanager

@@ -139,12 +139,15 @@ class LoopContract:
 
     # mean_teacher: the EMA teacher, saved and resumed exactly (and evaluated with: eval_ema);
     # softmatch: a method's state (its running mean and variance decide the logged mask_rate)
-    # is checkpointed and resumed exactly. pi_model is not run here: its views (pi_model.apply_views)
-    # and its ramped consistency loss (consistency_loss) are the very functions mean_teacher calls,
-    # and a method without a teacher or state resumes as SESEMI does (test_sigkill_then_resume_is_exact).
+    # is checkpointed and resumed exactly. mean_teacher runs with train.ema_warmup, whose decay
+    # depends on the step count: the resumed run must go on counting (JAX: the state's step;
+    # PyTorch: AveragedModel's n_averaged, saved with the EMA). pi_model is not run here: its views
+    # (pi_model.apply_views) and its ramped consistency loss (consistency_loss) are the very functions
+    # mean_teacher calls, and a method without a teacher or state resumes as SESEMI does
+    # (test_sigkill_then_resume_is_exact).
     @pytest.mark.parametrize("method", ["mean_teacher", "softmatch"])
     def test_every_method_resumes_exactly(self, tmp_path, method):
-        overrides = METHODS[method][0]
+        overrides = (*METHODS[method][0], *(("train.ema_warmup=true",) if method == "mean_teacher" else ()))
         run_uninterrupted(self.cli_module, tmp_path / "straight", overrides=overrides)
         run_killed_then_resumed(self.cli_module, tmp_path / "killed", kill_after_step=12, overrides=overrides)
         assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
