@@ -19,7 +19,9 @@ A method may carry state from step to step (docs/DESIGN.md section 10: FreeMatch
 confidence, SoftMatch's running mean and variance): its entry's `initial_state` builds the
 state at step 0 as numpy arrays, each framework holds it in its train state (the JAX
 `TrainState.method_state`, a tensor dict beside the PyTorch model), checkpoints it, and hands
-it to the method's `loss`, which returns the next state beside its terms. docs/methods_state.md.
+it to the method's `loss`, which returns the next state beside its terms. A state per unlabeled
+image (FlexMatch's selected labels, `state_per_image`) is sized by the pool and indexed by the
+batch's pool positions, `targets["unlabeled_index"]`. docs/methods_state.md.
 """
 
 from __future__ import annotations
