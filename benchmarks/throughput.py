@@ -146,21 +146,21 @@ def first_line(err: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- JAX
-def _jax_state(config: Config, method):
+def _jax_state(config: Config, method, pool_size: int):
     model = jax_models.make_model(config.model.backbone, NUM_CLASSES, method.spec.heads, config.model.dropout,
                                   config.train.precision)
     variables = jax_models.init_variables(model, jax.random.PRNGKey(config.train.seed),
                                            config.data.image_size)
     tx = jax_optim.make_optimizer(config.optim, config.train.steps)
     return jax_train.create_state(model, variables, tx, config.train.seed, ema_decay(config),
-                                  jax_methods.initial_state(config, NUM_CLASSES))
+                                  jax_methods.initial_state(config, NUM_CLASSES, pool_size))
 
 
 def jax_step(name: str, config: Config, method, data: jax_train.DeviceData):
     """(the trainer's jitted own-sampling step, its state, the training set), on one device or
     split over all (`jax_all`), state and data placed as `sesemi_jax.loop.fit` places them."""
     schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
-    state = _jax_state(config, method)
+    state = _jax_state(config, method, data.images.shape[0])  # the pool is every image
     if name == "jax_ynnpack":  # the trainer's step, jitted as before compiler_options() existed
         return jax.jit(partial(jax_train.train_step, method=method, config=config, schedule=schedule),
                        donate_argnums=0, compiler_options={}), state, data
@@ -195,7 +195,7 @@ def jax_host_variant(config: Config, synthetic: Synthetic, folder: str) -> Varia
 
     method = jax_methods.load(config)
     schedule = jax_optim.lr_schedule(config.optim, config.train.steps)
-    state = _jax_state(config, method)
+    state = _jax_state(config, method, len(synthetic.images))
     step = jax_train.jit_train_steps(method, config, schedule)[1]
     pool = np.arange(len(synthetic.images))
     empty = np.zeros((0, *synthetic.images.shape[1:]), np.uint8)
@@ -262,7 +262,7 @@ def torch_variant(name: str, config: Config, synthetic: Synthetic, device: torch
     optimizer = torch_optim.make_optimizer(model, config.optim)
     scheduler = torch_optim.make_scheduler(optimizer, config.optim, config.train.steps)
     ema = make_ema(model, config)
-    method_state = torch_methods.initial_state(config, NUM_CLASSES, device)
+    method_state = torch_methods.initial_state(config, NUM_CLASSES, device, len(synthetic.images))
     net = torch.compile(model) if name == "torch_compile" else model
     mean, std = torch.from_numpy(synthetic.mean), torch.from_numpy(synthetic.std)
     batches = _batches(config, synthetic, device)

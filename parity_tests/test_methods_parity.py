@@ -34,16 +34,24 @@ from .test_randaugment_parity import EXACT_OPS
 NUM_CLASSES, N_UNLABELED = 10, 5
 # Stacked methods (methods/stacking.py), composed from registered parts: views of different
 # sizes (SESEMI's 6n beside entmin's n), CE_sup counted once, each part's terms under its name.
-# sesemi+softmatch: a part with state (renamed `softmatch.<name>`) and a masked term.
-STACKED = ["sesemi+entmin", "sesemi+softmatch"]
+# sesemi+softmatch: a part with state (renamed `softmatch.<name>`) and a masked term;
+# entmin+flexmatch: a part with state per unlabeled image (sized by the pool, indexed by positions).
+STACKED = ["sesemi+entmin", "sesemi+softmatch", "entmin+flexmatch"]
 WITH_VIEWS = [name for name in registry.method_names() if registry.get(name).views_per_image] + STACKED
 WITH_STATE = [name for name in [*registry.method_names(), *STACKED] if registry.get(name).initial_state is not None]
 # FixMatch's default threshold 0.95 keeps the confident images `_logits` makes and drops the
 # others. The running statistics of FreeMatch and SoftMatch start at 1/C, where every image
 # passes, so their rungs start from the state of a network trained for a while (entries of
 # `initial_state` replaced), at their default knobs.
+# FlexMatch's status starts at 0 (threshold 0: every image passes); its rung starts from a pool of
+# POOL images nearly all selected, about evenly over the classes (status ~0.9: thresholds ~0.8),
+# with a status per class between 0.8 and 1 (thresholds 0.63 to 0.95) for the first step.
+POOL = 100
 TRAINED_STATE = {"freematch": {"time_p": 0.9}, "softmatch": {"prob_max_mu": 0.7, "prob_max_var": 0.05},
-                 "sesemi+softmatch": {"softmatch.prob_max_mu": 0.7, "softmatch.prob_max_var": 0.05}}
+                 "sesemi+softmatch": {"softmatch.prob_max_mu": 0.7, "softmatch.prob_max_var": 0.05},
+                 "flexmatch": {"selected_label": np.where(np.arange(POOL) % 20 == 7, -1, np.arange(POOL) % NUM_CLASSES),
+                               "classwise_acc": np.linspace(0.8, 1.0, NUM_CLASSES)}}
+TRAINED_STATE["entmin+flexmatch"] = {f"flexmatch.{key}": value for key, value in TRAINED_STATE["flexmatch"].items()}
 # UDA's targets are sharpened: on the confident images they are one-hot to float32 at any
 # temperature, so its threshold (0.8) moves between the other two images' confidences (0.594
 # and 0.588 here), whose sharpened targets depend on the temperature (a 1% error in it fails).
@@ -62,9 +70,11 @@ def _config(name: str) -> Config:
 
 def _trained_states(name: str, config: Config) -> tuple[dict, dict]:
     """(JAX state, PyTorch state): the method's initial state with `TRAINED_STATE`'s entries."""
-    trained = {key: np.float32(value) for key, value in TRAINED_STATE.get(name, {}).items()}
-    return ({**jax_methods.initial_state(config, NUM_CLASSES), **{k: jnp.asarray(v) for k, v in trained.items()}},
-            {**torch_methods.initial_state(config, NUM_CLASSES), **{k: torch.tensor(v) for k, v in trained.items()}})
+    initial = registry.initial_method_state(config, NUM_CLASSES, POOL)
+    trained = {key: np.asarray(value, initial[key].dtype) for key, value in TRAINED_STATE.get(name, {}).items()}
+    return ({**jax_methods.initial_state(config, NUM_CLASSES, POOL), **{k: jnp.asarray(v) for k, v in trained.items()}},
+            {**torch_methods.initial_state(config, NUM_CLASSES, pool_size=POOL),
+             **{k: torch.tensor(v) for k, v in trained.items()}})
 
 
 @pytest.mark.parametrize("name", WITH_VIEWS)
@@ -134,7 +144,12 @@ def _loss_problem(name: str, rng: np.random.Generator):
     sizes = {view: N_UNLABELED * per_image for view, per_image in registry.view_images(spec).items()}
     outputs, targets = _logits(spec, rng, sizes)
     sup = rng.normal(0, 2, (8, NUM_CLASSES)).astype(np.float32)
-    return sup, rng.integers(0, NUM_CLASSES, 8), outputs, targets
+    labels = rng.integers(0, NUM_CLASSES, 8)
+    # The trainers pass every method the unlabeled images' pool positions (a repeat is possible);
+    # drawn (last) only for the one that reads them, so the others' draws are as they were.
+    if spec.state_per_image:
+        targets["unlabeled_index"] = rng.integers(0, POOL, N_UNLABELED)
+    return sup, labels, outputs, targets
 
 
 def _both_losses(config: Config, problem, step: int, j_state: dict, t_state: dict):
@@ -190,7 +205,8 @@ def test_state_after_k_steps_agrees(name, np_rng):
     """The method's state after each of K steps, each from its own logits, carried by each
     framework from its own previous state (as the EMA rung carries the EMA)."""
     config = _config(name)
-    j_initial, t_initial = jax_methods.initial_state(config, NUM_CLASSES), torch_methods.initial_state(config, NUM_CLASSES)
+    j_initial = jax_methods.initial_state(config, NUM_CLASSES, POOL)
+    t_initial = torch_methods.initial_state(config, NUM_CLASSES, pool_size=POOL)
     for key in t_initial:
         np.testing.assert_array_equal(np.asarray(j_initial[key]), t_initial[key].numpy(), err_msg=key)
     j_state, t_state = _trained_states(name, config)
@@ -201,7 +217,8 @@ def test_state_after_k_steps_agrees(name, np_rng):
                                                                           j_state, t_state)
         assert set(j_state) == set(t_state)
         for key in t_state:
-            assert np.asarray(j_state[key]).dtype == t_state[key].numpy().dtype == np.float32, key
+            assert np.asarray(j_state[key]).dtype == t_state[key].numpy().dtype == t_initial[key].numpy().dtype, key
+            assert t_initial[key].numpy().dtype in (np.float32, np.int32), key
             np.testing.assert_allclose(np.asarray(j_state[key]), t_state[key].numpy(), rtol=1e-6,
                                        err_msg=f"{key} after step {step}")
         mask_rates += [float(t_terms[term]) for term in _mask_rates(t_terms)]

@@ -18,6 +18,7 @@ it to rtol 1e-5; float32 keeps the forward-side checks (loss, terms, running var
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -59,14 +60,24 @@ CASES = [
     ("resnet20", ["method.name=uda", "method.uda.threshold=0.24"]),
     ("resnet20", ["method.name=freematch", "method.freematch.ema=0"]),
     ("resnet20", ["method.name=softmatch", "method.softmatch.ema=0"]),
+    # FlexMatch's status starts at 0 (threshold 0, all pass): from a status of 1 for every class
+    # (STARTING_STATE) its threshold is the fixed 0.24, and the two images over it are selected.
+    ("resnet20", ["method.name=flexmatch", "method.flexmatch.threshold=0.24"]),
 ]
+STARTING_STATE = {"flexmatch": {"classwise_acc": np.ones(NUM_CLASSES, np.float32)}}
+POOL = 24  # `_problem`'s images, all in the pool
+
+
+def _starting_state(config) -> dict[str, np.ndarray]:
+    """The method's state before the step: its initial state, with `STARTING_STATE`'s entries."""
+    return {**registry.initial_method_state(config, NUM_CLASSES, POOL), **STARTING_STATE.get(config.method.name, {})}
 
 
 def _problem(backbone: str, overrides=()):
     config = apply_overrides(Config(), [f"model.backbone={backbone}", "train.batch_labeled=6",
                                         "train.batch_unlabeled=3", "train.steps=10", *overrides])
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (POOL, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(24) % NUM_CLASSES
     labeled = np.arange(12)
     spec = HostStream.for_config(labeled, len(images), config, seed=5)(1)
@@ -81,7 +92,7 @@ def _torch_step(config, images, labels, spec, mean, std, dtype):
     optimizer = torch_optim.make_optimizer(model, config.optim)
     scheduler = torch_optim.make_scheduler(optimizer, config.optim, config.train.steps)
     ema = torch_train.make_ema(model, config)
-    method_state = torch_methods.initial_state(config, NUM_CLASSES)
+    method_state = {k: torch.from_numpy(v.copy()) for k, v in _starting_state(config).items()}
     metrics = torch_train.train_step(model, optimizer, scheduler, SpecBatches(images, labels)[spec], 0,
                                      method, config, torch.from_numpy(mean), torch.from_numpy(std), ema=ema,
                                      method_state=method_state)
@@ -105,7 +116,7 @@ def _jax_step(config, initial, images, labels, labeled, spec, mean, std):
     variables = jax.tree_util.tree_map(lambda x: np.asarray(x, dtype),
                                        jax_convert.variables_from_state_dict(initial, backbone))
     state = jax_train.create_state(model, variables, jax_optim.make_optimizer(config.optim, config.train.steps), 0,
-                                   ema_decay(config), jax_methods.initial_state(config, NUM_CLASSES))
+                                   ema_decay(config), {k: jnp.asarray(v) for k, v in _starting_state(config).items()})
     data = jax_train.device_data(images, labels, labeled, mean, std)
     spec = jax.tree_util.tree_map(np.asarray, spec)
     _, grads, batch_stats, *_ = jax_train.loss_and_grads(state, data, spec, method=method, config=config)
@@ -185,7 +196,7 @@ def test_one_step_float64_grads_and_updates(backbone, overrides):
     _assert_same_terms(j_metrics, t_metrics, norms=True)
     _assert_close(j_grads, t_grads, "gradients")
     before = {**initial, **{f"ema.{k}": v for k, v in initial.items()},
-              **{f"method_state.{k}": v for k, v in registry.initial_method_state(config, NUM_CLASSES).items()}}
+              **{f"method_state.{k}": v for k, v in _starting_state(config).items()}}
     _assert_close(j_after, t_after, "updated params, BatchNorm running statistics and EMA", before=before)
 
 

@@ -35,6 +35,10 @@ class BatchSpec:
     sup_offsets: np.ndarray  # (batch_labeled, 2) crop offsets (dy, dx) of the supervised branch
     sup_flips: np.ndarray  # (batch_labeled,) horizontal flips of the supervised branch
     views: dict[str, np.ndarray] = field(default_factory=dict)  # the method's view parameters, per unlabeled image
+    # (batch_unlabeled,) the unlabeled images' positions in the pool (`unlabeled` is pool[positions]):
+    # what a method's per-image state is indexed by (FlexMatch), unchanged when a host batch renumbers
+    # `unlabeled`. None where a spec is built by hand without them.
+    unlabeled_positions: np.ndarray | None = None
 
 
 REFERENCE_SIZE = 32  # the side at which augment.translate, augment.crop_padding and FixMatch's shift are given
@@ -110,12 +114,13 @@ class HostStream:
         rng = np.random.default_rng([self.seed, 2, step])
         span = 2 * self.padding + 1
         labeled = self.labeled[self._epoch_batch(0, step, self.batch_labeled, len(self.labeled))]
-        unlabeled = self.pool[self._epoch_batch(1, step, self.batch_unlabeled, len(self.pool))]
+        positions = self._epoch_batch(1, step, self.batch_unlabeled, len(self.pool))
+        unlabeled = self.pool[positions]
         flips = rng.random(self.batch_labeled) < 0.5
         sup_offsets = rng.integers(0, span, (self.batch_labeled, 2)).astype(np.int32)
         views = sample_view_params_numpy(rng, self.view_params, self.batch_unlabeled, self.padding, self.image_size)
         return BatchSpec(labeled=labeled, unlabeled=unlabeled, sup_offsets=sup_offsets, sup_flips=flips & self.hflip,
-                         views=views)
+                         views=views, unlabeled_positions=positions)
 
 
 def view_shift(param: ViewParam, padding: int, image_size: int) -> int:

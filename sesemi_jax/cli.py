@@ -48,9 +48,16 @@ class JaxBackend:
                            config.model.dropout)
         like = create_state(model, init_variables(model, jax.random.PRNGKey(0), config.data.image_size),
                             make_optimizer(config.optim, config.train.steps), config.train.seed, ema_decay(config),
-                            methods.initial_state(config, num_classes))
+                            methods.initial_state(config, num_classes, _pool_size(run)))
         state = checkpoints.restore(run.checkpoints, like, step)
         return state_dict_from_variables(loop.eval_variables(state, config), config.model.backbone), int(state.step)
+
+
+def _pool_size(run: RunDir) -> int | None:
+    """The run's unlabeled pool size (its split's fingerprint), which shapes a per-image method
+    state (FlexMatch's); None for a run written before the split recorded it."""
+    pool_n = run.read_split().get("data_pool_n")
+    return None if pool_n is None else int(pool_n)
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:

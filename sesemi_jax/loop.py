@@ -57,7 +57,7 @@ def _initial_state(exp: Experiment, model, tx, initial_variables: dict | None) -
         if config.model.weights:
             initial_variables = load_pretrained(initial_variables, config.model.weights, config.model.backbone)
     return create_state(model, initial_variables, tx, config.train.seed, ema_decay(config),
-                        methods.initial_state(config, exp.num_classes))
+                        methods.initial_state(config, exp.num_classes, len(exp.training.pool)))
 
 
 def eval_variables(state: TrainState, config: Config) -> dict:

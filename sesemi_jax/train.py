@@ -36,7 +36,7 @@ from .methods import LossInputs, Method, loss_with_state, sample_views
 
 # A pytree, so specs can be drawn inside the jitted step or passed into it from the host.
 jax.tree_util.register_dataclass(BatchSpec, data_fields=[
-    "labeled", "unlabeled", "sup_offsets", "sup_flips", "views"], meta_fields=[])
+    "labeled", "unlabeled", "sup_offsets", "sup_flips", "views", "unlabeled_positions"], meta_fields=[])
 
 
 class TrainState(train_state.TrainState):
@@ -106,9 +106,11 @@ def sample_spec(key: jax.Array, step: jax.Array, data: DeviceData, config: Confi
     # The walk keys must not depend on the step, or each step would see another permutation.
     labeled_pos = _epoch_batch(labeled_key, step, batch_labeled, data.labeled.shape[0])
     if data.pool is None:  # the pool is every image: positions are indices
-        unlabeled = _epoch_batch(unlabeled_key, step, batch_unlabeled, data.images.shape[0])
+        positions = _epoch_batch(unlabeled_key, step, batch_unlabeled, data.images.shape[0])
+        unlabeled = positions
     else:
-        unlabeled = data.pool[_epoch_batch(unlabeled_key, step, batch_unlabeled, data.pool.shape[0])]
+        positions = _epoch_batch(unlabeled_key, step, batch_unlabeled, data.pool.shape[0])
+        unlabeled = data.pool[positions]
     sup_crop_key, flip_key, views_key = jax.random.split(jax.random.fold_in(aug_key, step), 3)
     flips = transforms.sample_flip_params(flip_key, batch_labeled)
     return BatchSpec(
@@ -117,6 +119,7 @@ def sample_spec(key: jax.Array, step: jax.Array, data: DeviceData, config: Confi
         sup_offsets=transforms.sample_crop_params(sup_crop_key, batch_labeled, padding),
         sup_flips=flips & config.augment.hflip,
         views=sample_views(views_key, method.spec.view_params, batch_unlabeled, padding, config.data.image_size),
+        unlabeled_positions=positions,
     )
 
 
@@ -170,6 +173,8 @@ def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Conf
     # no loss may train on them. A pool with images of its own has none to give.
     if labels_known(config.data):
         targets = {**targets, "true_labels": data.labels[spec.unlabeled]}
+    if spec.unlabeled_positions is not None:  # what a per-image state is indexed by (FlexMatch)
+        targets = {**targets, "unlabeled_index": spec.unlabeled_positions}
     return x_sup, {name: normalized(v, i) for i, (name, v) in enumerate(views.items(), start=1)}, targets
 
 

@@ -55,11 +55,12 @@ class SpecSampler(Sampler):
         flips = transforms.sample_flip_params(generator, batch_labeled) & config.augment.hflip
         views = sample_views(generator, get(config.method.name).view_params, batch_unlabeled, padding,
                              config.data.image_size)
+        positions = _epoch_batch(seed, 1, step, batch_unlabeled, len(self.pool))
         return BatchSpec(
             labeled=self.labeled[_epoch_batch(seed, 0, step, batch_labeled, len(self.labeled))].numpy(),
-            unlabeled=self.pool[_epoch_batch(seed, 1, step, batch_unlabeled, len(self.pool))].numpy(),
+            unlabeled=self.pool[positions].numpy(),
             sup_offsets=np.asarray(sup_offsets), sup_flips=np.asarray(flips),
-            views={name: np.asarray(v) for name, v in views.items()})
+            views={name: np.asarray(v) for name, v in views.items()}, unlabeled_positions=positions.numpy())
 
     def __iter__(self) -> Iterator[BatchSpec]:
         return (self.spec(step) for step in range(self.start_step, self.config.train.steps))
@@ -77,7 +78,9 @@ def local_spec(spec: BatchSpec, process: Process) -> BatchSpec:
     sup, unlabeled = local_slice(len(spec.labeled), process), local_slice(len(spec.unlabeled), process)
     return BatchSpec(labeled=spec.labeled[sup], unlabeled=spec.unlabeled[unlabeled],
                      sup_offsets=spec.sup_offsets[sup], sup_flips=spec.sup_flips[sup],
-                     views={name: v[unlabeled] for name, v in spec.views.items()})
+                     views={name: v[unlabeled] for name, v in spec.views.items()},
+                     unlabeled_positions=None if spec.unlabeled_positions is None
+                     else spec.unlabeled_positions[unlabeled])
 
 
 class SpecBatches(Dataset):
@@ -97,10 +100,18 @@ class SpecBatches(Dataset):
                 "unlabeled_images": self.images[unlabeled],
                 "unlabeled_labels": self.labels[unlabeled],  # for logging only (pseudo-label accuracy)
                 "sup_offsets": torch.as_tensor(spec.sup_offsets), "sup_flips": torch.as_tensor(spec.sup_flips),
-                "views": {name: torch.as_tensor(v) for name, v in spec.views.items()}}
+                "views": {name: torch.as_tensor(v) for name, v in spec.views.items()}, **unlabeled_index(spec)}
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def unlabeled_index(spec: BatchSpec) -> dict[str, torch.Tensor]:
+    """{"unlabeled_index": the unlabeled images' pool positions}, what a method's per-image state is
+    indexed by (FlexMatch); {} for a spec without them."""
+    if spec.unlabeled_positions is None:
+        return {}
+    return {"unlabeled_index": torch.as_tensor(spec.unlabeled_positions, dtype=torch.int64)}
 
 
 def to_device(batch: dict, device: torch.device | str) -> dict:

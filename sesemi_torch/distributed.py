@@ -167,6 +167,16 @@ def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
     return _SumOverProcesses.apply(x)
 
 
+def gather_over_processes(x: torch.Tensor) -> torch.Tensor:
+    """The processes' `x` (one shape in all) concatenated along axis 0 in process order, which is
+    the global batch's order (each holds its contiguous chunk); `x` itself in one process. No gradient."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return x
+    chunks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(chunks, x.contiguous())
+    return torch.cat(chunks)
+
+
 def global_noise(shape: tuple[int, ...], process: Process, draw) -> torch.Tensor:
     """This process's chunk of `draw(global shape)`, the global batch being `count` times the local
     one: every process draws the same (its generator is seeded as the others'), so the noise is the

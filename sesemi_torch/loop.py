@@ -99,7 +99,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     optimizer = make_optimizer(model, config.optim)
     scheduler = make_scheduler(optimizer, config.optim, config.train.steps)
     ema = make_ema(model, config)
-    method_state = methods.initial_state(config, exp.num_classes, device)
+    method_state = methods.initial_state(config, exp.num_classes, device, len(exp.training.pool))
     start = 0
     if resume:  # every process loads the checkpoint
         saved = checkpoints.restore(exp.run.checkpoints)

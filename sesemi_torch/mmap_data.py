@@ -20,7 +20,7 @@ from sesemi_common.distributed import Process
 from sesemi_common.mmap_cache import MappedImages
 from sesemi_common.sampling import BatchSpec
 
-from .data import local_spec
+from .data import local_spec, unlabeled_index
 
 
 class MappedSpecBatches(Dataset):
@@ -51,7 +51,7 @@ class MappedSpecBatches(Dataset):
                 "unlabeled_images": images[n_labeled:],
                 "unlabeled_labels": self.labels[unlabeled],  # for logging only (pseudo-label accuracy)
                 "sup_offsets": torch.as_tensor(spec.sup_offsets), "sup_flips": torch.as_tensor(spec.sup_flips),
-                "views": {name: torch.as_tensor(v) for name, v in spec.views.items()}}
+                "views": {name: torch.as_tensor(v) for name, v in spec.views.items()}, **unlabeled_index(spec)}
 
     def __len__(self) -> int:
         return self.length

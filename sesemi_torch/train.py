@@ -56,6 +56,8 @@ def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor
     # no loss may train on them. A pool with images of its own has none to give.
     if labels_known(config.data):
         targets = {**targets, "true_labels": batch["unlabeled_labels"]}
+    if "unlabeled_index" in batch:  # what a per-image state is indexed by (FlexMatch): this chunk's
+        targets = {**targets, "unlabeled_index": batch["unlabeled_index"]}
     return x_sup, {name: normalized(v) for name, v in views.items()}, targets
 
 

@@ -23,7 +23,7 @@ def tiny(*overrides):
 
 # Every method beside SESEMI, each with the terms it logs (written by hand: a new method adds
 # its line); mean_teacher also trains an EMA teacher and evaluates with it; freematch and
-# softmatch carry state (docs/DESIGN.md section 10).
+# softmatch carry state (docs/DESIGN.md section 10), flexmatch state per unlabeled image.
 METHODS = {
     "pi_model": (("method.name=pi_model",), {"loss_sup", "loss_consistency", "consistency_weight"}),
     "mean_teacher": (("method.name=mean_teacher", "train.eval_ema=true"),
@@ -35,6 +35,7 @@ METHODS = {
                                                "threshold"}),
     "softmatch": (("method.name=softmatch",), {"loss_sup", "loss_unlabeled", "mask_rate", "confidence_mean"}),
     "uda": (("method.name=uda",), {"loss_sup", "loss_unlabeled", "mask_rate"}),
+    "flexmatch": (("method.name=flexmatch",), {"loss_sup", "loss_unlabeled", "mask_rate", "selected_fraction"}),
 }
 
 

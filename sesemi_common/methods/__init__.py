@@ -19,7 +19,9 @@ A method may carry state from step to step (docs/DESIGN.md section 10: FreeMatch
 confidence, SoftMatch's running mean and variance): its entry's `initial_state` builds the
 state at step 0 as numpy arrays, each framework holds it in its train state (the JAX
 `TrainState.method_state`, a tensor dict beside the PyTorch model), checkpoints it, and hands
-it to the method's `loss`, which returns the next state beside its terms. docs/methods_state.md.
+it to the method's `loss`, which returns the next state beside its terms. A state per unlabeled
+image (FlexMatch's selected labels, `state_per_image`) is sized by the pool and indexed by the
+batch's pool positions, `targets["unlabeled_index"]`. docs/methods_state.md.
 """
 
 from __future__ import annotations
@@ -107,7 +109,11 @@ class MethodSpec:
     module: str = ""  # "{framework}" is replaced by jax or torch; default sesemi_{framework}.methods.<name>
     # (num_classes, knobs) -> {name: float32/int32 numpy array}: the state at step 0. None: no state
     # (the method's loss returns (total, terms); with state it returns (total, terms, new state)).
-    initial_state: Callable[[int, Any], dict[str, np.ndarray]] | None = None
+    initial_state: Callable[..., dict[str, np.ndarray]] | None = None
+    # The state holds entries per unlabeled image (FlexMatch's selected labels): initial_state is
+    # called as (num_classes, knobs, pool_size), and the loss indexes the entries by the pool
+    # positions of the batch's unlabeled images, `targets["unlabeled_index"]`.
+    state_per_image: bool = False
     # knob name -> Range of the values it can mean something with (config.validate refuses the
     # rest by name); a knob not listed must be zero or positive (NON_NEGATIVE).
     ranges: dict[str, Range] = field(default_factory=dict)
@@ -206,13 +212,19 @@ def knobs(config) -> Any:
     return getattr(config.method, config.method.name, None)
 
 
-def initial_method_state(config, num_classes: int) -> dict[str, np.ndarray]:
+def initial_method_state(config, num_classes: int, pool_size: int | None = None) -> dict[str, np.ndarray]:
     """The configured method's state at step 0 (numpy, so both frameworks start from the same
-    numbers); {} for a method without state."""
+    numbers); {} for a method without state. `pool_size`: the unlabeled pool's images, which a
+    method with per-image state (`state_per_image`) must be given."""
     spec = get(config.method.name)
     if spec.initial_state is None:
         return {}
-    state = spec.initial_state(num_classes, knobs(config))
+    if spec.state_per_image:
+        if pool_size is None:
+            raise ValueError(f"{spec.name!r} keeps state per unlabeled image: its initial state needs the pool size")
+        state = spec.initial_state(num_classes, knobs(config), int(pool_size))
+    else:
+        state = spec.initial_state(num_classes, knobs(config))
     return {name: np.asarray(value) for name, value in state.items()}
 
 
@@ -253,10 +265,11 @@ def images_per_step(config) -> int:
 from . import stacking  # noqa: E402  (stacked names, composed by `get`)
 
 # The shipped methods register themselves on import, in this order (the order the CLI lists).
-from . import supervised, proxy, pi_model, mean_teacher, entmin, fixmatch, freematch, softmatch, uda  # noqa: E402,F401
+from . import supervised, proxy, pi_model, mean_teacher, entmin, fixmatch, freematch, softmatch, uda, flexmatch  # noqa: E402,F401
 # Their knobs and building blocks, by the names code has long imported from here.
 from .entmin import EntminKnobs  # noqa: E402,F401
 from .fixmatch import FIXMATCH_SHIFT, FIXMATCH_VIEWS, FixMatchKnobs  # noqa: E402,F401
+from .flexmatch import FlexMatchKnobs  # noqa: E402,F401
 from .freematch import FreeMatchKnobs  # noqa: E402,F401
 from .pi_model import ConsistencyKnobs  # noqa: E402,F401
 from .proxy import ProxyKnobs  # noqa: E402,F401

@@ -73,6 +73,7 @@ def compose(name: str, registry: Mapping[str, Any]):
         default_ema_decay=max(spec.default_ema_decay for spec in specs),
         module="sesemi_{framework}.methods.stacked",
         initial_state=_initial_state(specs) if any(spec.initial_state for spec in specs) else None,
+        state_per_image=any(spec.state_per_image for spec in specs),
         parts=parts,
     )
 
@@ -82,9 +83,13 @@ def _owner(specs, head: str) -> str:
 
 
 def _initial_state(specs):
-    def initial_state(num_classes: int, knobs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def initial_state(num_classes: int, knobs: Mapping[str, Any], pool_size: int | None = None
+                      ) -> dict[str, np.ndarray]:
+        def part_state(spec):  # a part with state per image (FlexMatch) is sized by the pool
+            extra = (pool_size,) if spec.state_per_image else ()
+            return spec.initial_state(num_classes, knobs[spec.name], *extra)
         return {prefixed(spec.name, key): value for spec in specs if spec.initial_state
-                for key, value in spec.initial_state(num_classes, knobs[spec.name]).items()}
+                for key, value in part_state(spec).items()}
     return initial_state
 
 
@@ -111,10 +116,11 @@ def part_config(config, part: str):
 
 def part_inputs(inputs, part: str):
     """A stacked loss's `LossInputs` (either framework's) as the part's own loss expects them: its
-    branches' outputs, its targets (with the unlabeled images' `true_labels`), its knobs, its state."""
+    branches' outputs, its targets (with the unlabeled images' `true_labels` and pool positions), its knobs, its state."""
     targets = of_part(part, inputs.targets)
-    if "true_labels" in inputs.targets:
-        targets["true_labels"] = inputs.targets["true_labels"]
+    for shared in ("true_labels", "unlabeled_index"):  # what the trainer adds for every method, unprefixed
+        if shared in inputs.targets:
+            targets[shared] = inputs.targets[shared]
     return inputs._replace(outputs=of_part(part, inputs.outputs), targets=targets, knobs=inputs.knobs[part],
                            state=of_part(part, inputs.state or {}))
 

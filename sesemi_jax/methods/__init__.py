@@ -60,15 +60,22 @@ def loss_with_state(method: Method, inputs: LossInputs):
                           ((name, state[name], inputs.state[name]) for name in inputs.state)}
 
 
-def initial_state(config: Config, num_classes: int) -> dict[str, jax.Array]:
-    """The method's state at step 0 (the registry's numpy arrays), {} for a method without state."""
-    return {name: jnp.asarray(value) for name, value in registry.initial_method_state(config, num_classes).items()}
+def initial_state(config: Config, num_classes: int, pool_size: int | None = None) -> dict[str, jax.Array]:
+    """The method's state at step 0 (the registry's numpy arrays), {} for a method without state.
+    `pool_size`: the unlabeled pool's images, for a method with per-image state (FlexMatch)."""
+    return {name: jnp.asarray(value)
+            for name, value in registry.initial_method_state(config, num_classes, pool_size).items()}
 
 
 def batch_sum(x: jax.Array) -> jax.Array:
     """Sum over the batch axis. Under jit sharding the batch is the global one, so state updates
     built from these are global across devices and processes (sesemi_torch's twin all-reduces)."""
     return x.sum(0)
+
+
+def batch_gather(x: jax.Array) -> jax.Array:
+    """The global batch's `x`: under jit it already is (sesemi_torch's twin all-gathers)."""
+    return x
 
 
 def batch_mean(x: jax.Array) -> jax.Array:

@@ -67,16 +67,24 @@ def loss_with_state(method: Method, inputs: LossInputs):
                           ((name, state[name], inputs.state[name]) for name in inputs.state)}
 
 
-def initial_state(config: Config, num_classes: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """The method's state at step 0 (the registry's numpy arrays), {} for a method without state."""
+def initial_state(config: Config, num_classes: int, device: torch.device | str = "cpu",
+                  pool_size: int | None = None) -> dict[str, torch.Tensor]:
+    """The method's state at step 0 (the registry's numpy arrays), {} for a method without state.
+    `pool_size`: the unlabeled pool's images, for a method with per-image state (FlexMatch)."""
     return {name: torch.as_tensor(value, device=device)
-            for name, value in registry.initial_method_state(config, num_classes).items()}
+            for name, value in registry.initial_method_state(config, num_classes, pool_size).items()}
 
 
 def batch_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum over the global batch's axis 0: in one of several processes the all-reduced sum of
     their chunks, with a gradient (see the module docstring)."""
     return distributed.sum_over_processes(x.sum(0))
+
+
+def batch_gather(x: torch.Tensor) -> torch.Tensor:
+    """The global batch's `x` from this process's chunk (all-gathered, in batch order), without a
+    gradient: what a per-image state update (FlexMatch's scatter) needs in every process."""
+    return distributed.gather_over_processes(x)
 
 
 def batch_mean(x: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ def test_unlabeled_pool_is_every_training_image():
 
 def test_spec_is_a_pure_function_of_seed_and_step():
     a, b = stream()(7), stream()(7)
-    for field in ("labeled", "unlabeled", "sup_offsets", "sup_flips"):
+    for field in ("labeled", "unlabeled", "sup_offsets", "sup_flips", "unlabeled_positions"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     np.testing.assert_array_equal(a.views["offsets"], b.views["offsets"])
 

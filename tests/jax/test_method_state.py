@@ -46,3 +46,17 @@ def test_a_method_state_is_checkpointed_exactly(tmp_path):
     for key, value in moved.items():
         assert restored.method_state[key].dtype == jnp.float32
         np.testing.assert_array_equal(restored.method_state[key], value, err_msg=key)
+
+
+def test_a_per_image_state_is_checkpointed_exactly(tmp_path):
+    """FlexMatch's state: int32 selected labels, one per pool image, and float32 statuses."""
+    config = apply_overrides(Config(), ["method.name=flexmatch"])
+    initial = methods.initial_state(config, 10, pool_size=7)
+    assert initial["selected_label"].shape == (7,) and initial["selected_label"].dtype == jnp.int32
+    moved = {"selected_label": jnp.asarray([3, -1, 0, 9, -1, 2, 2], jnp.int32),
+             "classwise_acc": jnp.arange(10, dtype=jnp.float32) / 3}
+    checkpoints.save(tmp_path, 5, _state(method_state=moved))
+    restored = checkpoints.restore(tmp_path, _state(method_state=initial))
+    for key, value in moved.items():
+        assert restored.method_state[key].dtype == value.dtype
+        np.testing.assert_array_equal(restored.method_state[key], value, err_msg=key)

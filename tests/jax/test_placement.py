@@ -49,6 +49,9 @@ def test_host_batches_equal_the_device_walk_for_20_steps(tmp_path, method_name):
         np.testing.assert_array_equal(gathered[local.unlabeled], np.asarray(data.images)[on_device.unlabeled])
         np.testing.assert_array_equal(gathered_labels[:n_labeled], labels[on_device.labeled])
         assert set(on_device.unlabeled) <= set(pool)
+        # The pool positions a per-image method state is indexed by survive the renumbering.
+        np.testing.assert_array_equal(pool[on_device.unlabeled_positions], on_device.unlabeled)
+        np.testing.assert_array_equal(local.unlabeled_positions, on_device.unlabeled_positions)
 
 
 @pytest.mark.slow

@@ -26,6 +26,9 @@ def test_the_unlabeled_batch_is_drawn_from_the_pool():
         _, spec, batch = _batch("folder", step)
         assert set(spec.unlabeled.tolist()) <= set(POOL.tolist())
         np.testing.assert_array_equal(batch["unlabeled_images"].permute(0, 2, 3, 1).numpy(), IMAGES[spec.unlabeled])
+        # Their pool positions, which a per-image method state (FlexMatch) is indexed by, reach the loss.
+        np.testing.assert_array_equal(POOL[spec.unlabeled_positions], spec.unlabeled)
+        assert batch["unlabeled_index"].tolist() == spec.unlabeled_positions.tolist()
 
 
 def test_a_pool_without_labels_gives_the_methods_none():
@@ -35,6 +38,7 @@ def test_a_pool_without_labels_gives_the_methods_none():
     config, _, batch = _batch("train")
     _, _, targets = train.model_inputs(batch, methods.load(config), config, *_stats())
     assert targets["true_labels"].tolist() == batch["unlabeled_labels"].tolist()
+    assert targets["unlabeled_index"].tolist() == batch["unlabeled_index"].tolist()
 
 
 def _stats():
