@@ -1,17 +1,21 @@
-"""The framework-free half of a training loop: logging cadence, records, loss checks, progress.
+"""The framework-free half of a training loop: cadence, records, loss checks, progress.
 
-Both trainers hand their per-step metrics (already on the host, fetched every `log_every`
-steps) to `TrainingLog`, which checks that every loss is finite, writes one `metrics.jsonl`
-record per logged step, hands the same scalars to the TensorBoard and W&B sinks
-(logging_sinks.py), and drives the progress bar. It also draws the picture of the views
-(view_grid.py) at step 0 and at every evaluation.
+Each trainer's `fit` runs its own `for step ...` loop; after each step `cadence(done, train)`
+says what is due. Metrics stay on the device between logs; fetched (every `log_every` steps and
+before every checkpoint), they go to `TrainingLog`, which checks that every loss is finite,
+writes one `metrics.jsonl` record per logged step, hands the same scalars to the TensorBoard and
+W&B sinks (logging_sinks.py), and drives the progress bar. It also draws the picture of the views
+(view_grid.py) at step 0 and at every evaluation. `checkpointing` turns a save refused for
+non-finite weights into the message of a divergence.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -138,12 +142,13 @@ class TrainingLog:
         for sink in self.sinks:
             sink.scalars(record["step"], scalar_values(record))
 
-    def log_views(self, step: int, rows: Mapping[str, Any]) -> None:
-        """The picture of `rows` ({row name: uint8 images}, view_grid.view_rows) at `step`: a PNG in
-        views/ and an image in the sinks."""
+    def log_views(self, step: int, pictures: Callable[[int], Mapping[str, Any]]) -> None:
+        """The picture of `pictures(step)` ({row name: uint8 images}, view_grid.view_rows; each
+        framework's view_pictures.make_pictures) at `step`: a PNG in views/ and an image in the
+        sinks. Drawn by the writer alone."""
         if not self.writer:
             return
-        picture = view_grid(rows)
+        picture = view_grid(pictures(step))
         self.run.write_views(step, png_bytes(picture))
         for sink in self.sinks:
             sink.image("views", step, picture)
@@ -155,51 +160,46 @@ class TrainingLog:
         self.sinks = []
 
 
-def run_steps(log: TrainingLog, train: TrainConfig, steps: Iterable[tuple[int, Any]],
-              step_fn: Callable[[int, Any], Any], fetch: Callable[[Any], dict[str, float]],
-              evaluate: Callable[[], float], save: Callable[[int], None],
-              saved_step: int | None,
-              pictures: Callable[[int], Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], float | None]:
-    """The cadence both loops share: step, fetch and check metrics every `log_every` steps (and
-    before every checkpoint, so a NaN is never saved), evaluate, checkpoint.
-    `pictures(step)`, where given, returns the rows of the picture of the views
-    (view_grid.view_rows), drawn at step 0 and at every evaluation (process 0 only).
+@dataclass(frozen=True)
+class Due:
+    """What is due once a step is done (`cadence`)."""
+    log: bool  # fetch the pending steps' metrics to the host, check their losses, record them
+    evaluate: bool  # the test accuracy
+    pictures: bool  # the picture of the views, drawn at every evaluation
+    save: bool  # a checkpoint and its weights file
 
-    `steps` yields (step, batch); `step_fn(step, batch)` runs one step and returns its metrics,
-    still on the device; `fetch` brings a list of them to the host as floats.
-    Returns the last metrics record and the last test accuracy.
-    """
-    def picture(step: int) -> None:
-        if pictures is not None and log.writer and train.view_images:
-            log.log_views(step, pictures(step))
 
-    buffer, last_record, last_accuracy = [], {}, None
-    if log.start_step == 0:
-        picture(0)
-    saved = [saved_step] if saved_step else []  # the checkpoints a divergence may fall back to
-    for step, batch in steps:
-        buffer.append((step, step_fn(step, batch)))
-        done = step + 1
-        at_end = done == train.steps
-        if done % train.log_every == 0 or done % train.checkpoint_every == 0 or at_end:
-            host = fetch([metrics for _, metrics in buffer])
-            last_record = log.log_steps([s for s, _ in buffer], host, saved)
-            buffer = []
-        if done % train.eval_every == 0 or at_end:
-            last_accuracy = evaluate()
-            log.log_eval(done, last_accuracy)
-            picture(done)
-        if done % train.checkpoint_every == 0 or at_end:
-            try:
-                save(done)
-            except NonFiniteWeightsError:
-                log.close()
-                # Step `done` ran from the weights of checkpoint done - 1 and made them non-finite:
-                # that checkpoint is no way on (its gradients overflow whatever the lr).
-                raise NonFiniteLossError(divergence_message(log.run, f"the weights became non-finite at step {done}",
-                                                            done - 1, saved, log.writer)) from None
-            saved.append(done)
-    return last_record, last_accuracy
+def cadence(done: int, train: TrainConfig) -> Due:
+    """What is due after `done` steps. Metrics are fetched every `log_every` steps, and also before
+    every checkpoint, so a NaN is caught before it is saved; the last step logs, evaluates and
+    saves whatever the intervals."""
+    at_end = done == train.steps
+    save = done % train.checkpoint_every == 0 or at_end
+    evaluate = done % train.eval_every == 0 or at_end
+    return Due(log=save or done % train.log_every == 0, evaluate=evaluate,
+               pictures=evaluate and train.view_images > 0, save=save)
+
+
+def fallbacks(latest_step: int | None) -> list[int]:
+    """The checkpoints a divergence may fall back to when the loop starts: the run's newest, if any.
+    The loop appends each one it saves (`checkpointing`)."""
+    return [latest_step] if latest_step else []
+
+
+@contextmanager
+def checkpointing(log: TrainingLog, done: int, saved: list[int]) -> Iterator[None]:
+    """Around the save of the checkpoint after `done` steps. A framework's save refuses weights that are
+    not all finite (NonFiniteWeightsError, before it writes anything): the run stops there with the
+    message of a divergence. A save that succeeds joins `saved`."""
+    try:
+        yield
+    except NonFiniteWeightsError:
+        log.close()
+        # Step `done` ran from the weights of checkpoint done - 1 and made them non-finite: that
+        # checkpoint is no way on (its gradients overflow whatever the lr).
+        raise NonFiniteLossError(divergence_message(log.run, f"the weights became non-finite at step {done}",
+                                                    done - 1, saved, log.writer)) from None
+    saved.append(done)
 
 
 def summary(framework: str, method: str, config: Config, n_labels: int, class_names: Sequence[str],

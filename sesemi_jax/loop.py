@@ -18,7 +18,7 @@ from sesemi_common.distributed import Process
 from sesemi_common.experiment import Experiment, prepare
 from sesemi_common import pretrained, progress
 from sesemi_common.methods import ema_decay, images_per_step
-from sesemi_common.progress import TrainingLog, run_steps
+from sesemi_common.progress import TrainingLog
 from sesemi_common.runs import note
 from sesemi_common.sampling import BatchSpec
 
@@ -67,6 +67,49 @@ def eval_variables(state: TrainState, config: Config) -> dict:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
 
+def _start_state(exp: Experiment, model, config: Config, mesh, initial_variables: dict | None,
+                 resume: bool, writer: bool) -> TrainState:
+    """The state the loop starts from: new, or the run's checkpoint with `resume` (whose later
+    metrics records are dropped: the steps after it run again)."""
+    state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
+    # On the devices the step's outputs live on (so step 2 does not compile the step again), and
+    # the shape orbax restores a multi-process state into.
+    state = distributed.replicated(state, mesh)
+    if resume:
+        state = checkpoints.restore(exp.run.checkpoints, state)
+        if writer:
+            exp.run.truncate_metrics(int(state.step))
+    return state
+
+
+def _training_batches(exp: Experiment, config: Config, method, state: TrainState, mesh,
+                      stream: Callable[[int], BatchSpec] | None, writer: bool, input_waits: list[float]):
+    """(step, batch) for each step still to run, and the jitted step `train_step(state, *batch)`.
+    A lockstep stream (parity) feeds the device path; data.placement decides the rest
+    (docs/placement.md). On the device path `batch` is (the whole data set,) or, with `stream`,
+    (it, the step's spec); on the host path (this step's gathered images, their renumbered spec),
+    gathered a few steps ahead from the memory map, each wait appended to `input_waits`. The
+    iterator's `close()` stops the prefetch thread."""
+    own_step, spec_step = jit_train_steps(method, config, lr_schedule(config.optim, config.train.steps), mesh)
+    steps = range(int(state.step), config.train.steps)
+    where = "device" if stream is not None else placement.choose(config, exp.training.images.nbytes, writer)
+    if where == "host":
+        host = placement.host_batches(exp, config, method, state.rng, mesh)
+        return placement.prefetched(host, steps, waits=input_waits), spec_step
+    data = device_data(exp.training.images, exp.training.labels, exp.labeled, exp.mean, exp.std, exp.zca,
+                       exp.training.pool)
+    data = distributed.replicated(data, mesh)
+    if stream is None:
+        return ((step, (data,)) for step in steps), own_step
+    return ((step, (data, jax.tree_util.tree_map(np.asarray, stream(step)))) for step in steps), spec_step
+
+
+def _save(exp: Experiment, done: int, state: TrainState, config: Config, writer: bool) -> None:
+    checkpoints.save(exp.run.checkpoints, done, state)  # every process: orbax coordinates them
+    if writer:
+        run_weights.save(exp.run, done, eval_variables(state, config), config)
+
+
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=None,
         initial_variables: dict | None = None, stream: Callable[[int], BatchSpec] | None = None,
         show_progress: bool = True, process: Process | None = None) -> dict:
@@ -89,61 +132,39 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
     distributed.sync("sesemi: run directory prepared")
     model = make_model(config.model.backbone, exp.num_classes, method.spec.heads, config.model.dropout,
                        config.train.precision)
-    schedule = lr_schedule(config.optim, config.train.steps)
-    state = _initial_state(exp, model, make_optimizer(config.optim, config.train.steps), initial_variables)
-    # On the devices the step's outputs live on (so step 2 does not compile the step again), and
-    # the shape orbax restores a multi-process state into.
-    state = distributed.replicated(state, mesh)
-    if resume:
-        state = checkpoints.restore(exp.run.checkpoints, state)
-        if process.writer:
-            exp.run.truncate_metrics(int(state.step))
-    # A lockstep stream (parity) feeds the device path; data.placement decides the rest (docs/placement.md).
-    where = "device" if stream is not None else placement.choose(config, exp.training.images.nbytes, process.writer)
-    steps = range(int(state.step), config.train.steps)
+    state = _start_state(exp, model, config, mesh, initial_variables, resume, process.writer)
     input_waits: list[float] = []  # host placement: seconds each step waited for its gathered images
-    if where == "device":
-        data = device_data(exp.training.images, exp.training.labels, exp.labeled, exp.mean, exp.std, exp.zca,
-                           exp.training.pool)
-        data = distributed.replicated(data, mesh)
-        batches = ((step, None) for step in steps)
-    else:  # each step's (data, spec) gathered on the host from the memory map, a few steps ahead
-        batches = placement.prefetched(placement.host_batches(exp, config, method, state.rng, mesh), steps,
-                                       waits=input_waits)
-    own_step, spec_step = jit_train_steps(method, config, schedule, mesh)
+    batches, train_step = _training_batches(exp, config, method, state, mesh, stream, process.writer, input_waits)
     # Evaluation stays float32 whatever train.precision (as in PyTorch, where autocast covers
     # the train step only): the accuracy logged is that of the float32 weights the run saves,
     # which `eval`, `verify` and the other framework compute from model.npz.
     predict_scores = tta.make_predict_scores(model.clone(dtype=None), config, exp.mean, exp.std, exp.zca, mesh)
+    pictures = view_pictures.make_pictures(method, config, exp.dataset.train_images, exp.labeled)
     log = TrainingLog(exp.run, config.train.steps, int(state.step), images_per_step(config),
                       exp.steps_per_epoch, show_progress, writer=process.writer, config=config)
-
-    def evaluate(state: TrainState) -> float:
-        scores = predict_scores(eval_variables(state, config), exp.dataset.test_images)
-        return float(np.mean(scores.argmax(-1) == exp.dataset.test_labels))
-
-    holder = {"state": state}  # the loop's only mutable cell: the state threads through pure steps
-
-    def step_fn(step: int, gathered) -> dict:
-        if gathered is not None:  # host placement: this step's images and renumbered spec
-            holder["state"], metrics = spec_step(holder["state"], *gathered)
-            return metrics
-        spec = None if stream is None else jax.tree_util.tree_map(np.asarray, stream(step))
-        holder["state"], metrics = own_step(holder["state"], data) if spec is None \
-            else spec_step(holder["state"], data, spec)
-        return metrics
-
-    def save(done: int) -> None:
-        checkpoints.save(exp.run.checkpoints, done, holder["state"])  # every process: orbax coordinates them
-        if process.writer:
-            run_weights.save(exp.run, done, eval_variables(holder["state"], config), config)
-
+    saved = progress.fallbacks(checkpoints.latest_step(exp.run.checkpoints))
+    pending, last_record, last_accuracy = [], {}, None  # pending: (step, its metrics still on the devices)
     started = time.perf_counter()
     try:
-        last_record, last_accuracy = run_steps(
-            log, config.train, batches, step_fn, fetch=_fetch, evaluate=lambda: evaluate(holder["state"]), save=save,
-            saved_step=checkpoints.latest_step(exp.run.checkpoints),
-            pictures=view_pictures.make_pictures(method, config, exp.dataset.train_images, exp.labeled))
+        if log.start_step == 0 and config.train.view_images:
+            log.log_views(0, pictures)
+        for step, batch in batches:
+            state, metrics = train_step(state, *batch)
+            pending.append((step, metrics))
+            done = step + 1
+            due = progress.cadence(done, config.train)
+            if due.log:  # the loop's only host sync
+                last_record = log.log_steps([s for s, _ in pending], _fetch([m for _, m in pending]), saved)
+                pending = []
+            if due.evaluate:
+                scores = predict_scores(eval_variables(state, config), exp.dataset.test_images)
+                last_accuracy = float(np.mean(scores.argmax(-1) == exp.dataset.test_labels))
+                log.log_eval(done, last_accuracy)
+            if due.pictures:
+                log.log_views(done, pictures)
+            if due.save:
+                with progress.checkpointing(log, done, saved):
+                    _save(exp, done, state, config, process.writer)
     finally:
         batches.close()  # host placement: stops the prefetch thread
         log.close()

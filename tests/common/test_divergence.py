@@ -3,8 +3,9 @@
 import pytest
 
 from sesemi_common.config import Config, TrainConfig, apply_overrides
-from sesemi_common.progress import NonFiniteLossError, NonFiniteWeightsError, TrainingLog, run_steps
+from sesemi_common.progress import NonFiniteLossError, NonFiniteWeightsError, TrainingLog
 from sesemi_common.runs import RunDir
+from tests.fake_loop import fake_fit
 
 NAN = float("nan")
 
@@ -25,9 +26,8 @@ def _drive(tmp_path, losses, *overrides, finite_until=None):
         (run.path / "weights" / f"step_{done}.npz").write_bytes(b"x")
 
     with pytest.raises(NonFiniteLossError) as err:
-        run_steps(log, TrainConfig(steps=6, log_every=1, eval_every=6, checkpoint_every=2),
-                  ((s, None) for s in range(6)), lambda s, _: {"loss": losses[s]}, fetch=lambda ms: ms,
-                  evaluate=lambda: 0.5, save=save, saved_step=None)
+        fake_fit(log, TrainConfig(steps=6, log_every=1, eval_every=6, checkpoint_every=2), range(6),
+                 lambda s: {"loss": losses[s]}, save=save)
     return run, str(err.value)
 
 

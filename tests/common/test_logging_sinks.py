@@ -11,9 +11,10 @@ import pytest
 
 from sesemi_common import logging_sinks
 from sesemi_common.config import Config, ConfigError, apply_overrides
-from sesemi_common.progress import TrainingLog, run_steps
+from sesemi_common.progress import TrainingLog
 from sesemi_common.runs import RunDir
 from sesemi_common.view_grid import picture_spec, view_grid, view_rows
+from tests.fake_loop import fake_fit
 from tests.kill_resume import event_accumulator, event_scalars, jsonl_scalars
 
 
@@ -24,9 +25,7 @@ def _log(run: RunDir, config: Config, start_step: int) -> TrainingLog:
 
 def _train(log: TrainingLog, config: Config, start: int, stop: int, pictures=None) -> None:
     """Steps start..stop-1 whose loss is 1/(step+1) and accuracy step/10."""
-    run_steps(log, config.train, ((s, None) for s in range(start, stop)),
-              lambda s, _: {"loss": 1.0 / (s + 1), "lr": 0.1}, fetch=lambda ms: ms,
-              evaluate=lambda: 0.5, save=lambda done: None, saved_step=None, pictures=pictures)
+    fake_fit(log, config.train, range(start, stop), lambda s: {"loss": 1.0 / (s + 1), "lr": 0.1}, pictures=pictures)
     log.close()
 
 
@@ -80,7 +79,7 @@ def test_only_the_writer_process_opens_sinks(tmp_path):
     run, config = RunDir(tmp_path / "run"), _config()
     log = TrainingLog(run, 12, 0, 10, 2.0, show_progress=False, writer=False, config=config)
     assert log.sinks == []
-    log.log_views(0, {"labeled": np.zeros((1, 4, 4, 3), np.uint8)})
+    log.log_views(0, lambda step: {"labeled": np.zeros((1, 4, 4, 3), np.uint8)})
     assert not run.path.exists()
 
 

@@ -5,8 +5,9 @@ import pytest
 from sesemi_common.config import TrainConfig
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.methods import images_per_step
-from sesemi_common.progress import NonFiniteLossError, TrainingLog, first_non_finite, run_steps
+from sesemi_common.progress import Due, NonFiniteLossError, TrainingLog, cadence, first_non_finite
 from sesemi_common.runs import RunDir
+from tests.fake_loop import fake_fit
 
 
 def test_images_per_step_counts_every_view():
@@ -24,18 +25,28 @@ def test_first_non_finite():
 def _drive(tmp_path, losses, steps=6, log_every=2, checkpoint_every=3):
     run = RunDir(tmp_path / "run")
     log = TrainingLog(run, steps, 0, images_per_step=10, steps_per_epoch=2.0, show_progress=False)
-    saved, evals = [], []
+    saved = []
     train = TrainConfig(steps=steps, log_every=log_every, eval_every=3, checkpoint_every=checkpoint_every)
-    result = run_steps(log, train, ((s, None) for s in range(steps)), lambda s, _: {"loss": losses[s]},
-                       fetch=lambda ms: ms, evaluate=lambda: evals.append(1) or 0.5,
-                       save=saved.append, saved_step=None)
-    return run, saved, evals, result
+    result = fake_fit(log, train, range(steps), lambda s: {"loss": losses[s]}, save=saved.append)
+    return run, saved, result
 
 
-def test_run_steps_cadence(tmp_path):
-    run, saved, evals, (record, accuracy) = _drive(tmp_path, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+def test_cadence_says_which_steps_log_evaluate_draw_and_save():
+    train = TrainConfig(steps=10, log_every=2, eval_every=5, checkpoint_every=3)
+    due = {done: cadence(done, train) for done in range(1, 11)}
+    assert [d for d in due if due[d].log] == [2, 3, 4, 6, 8, 9, 10]  # every 2, before every save, at the end
+    assert [d for d in due if due[d].evaluate] == [5, 10]
+    assert [d for d in due if due[d].pictures] == [5, 10]  # with every evaluation
+    assert [d for d in due if due[d].save] == [3, 6, 9, 10]  # and at the end
+    assert due[7] == Due(log=False, evaluate=False, pictures=False, save=False)
+    quiet = TrainConfig(steps=10, log_every=2, eval_every=5, checkpoint_every=3, view_images=0)
+    assert cadence(10, quiet) == Due(log=True, evaluate=True, pictures=False, save=True)
+
+
+def test_the_loop_logs_and_saves_at_the_cadence(tmp_path):
+    run, saved, (record, accuracy) = _drive(tmp_path, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
     assert saved == [3, 6]
-    assert len(evals) == 2 and accuracy == 0.5
+    assert accuracy == 0.5
     metrics = run.read_metrics()
     logged = [m["step"] for m in metrics if "loss" in m]
     assert logged == [2, 3, 4, 6]  # every log_every, and before every checkpoint
