@@ -28,9 +28,11 @@ from sesemi_common.config import ConfigError
 from sesemi_common.distributed import Process
 
 # A process silent this long is dead, and the coordination service ends the others. Heartbeats
-# come from their own thread, so a long compile is not silence; but on a 2-core machine loaded
-# 6x over, 30 s once declared two live processes dead, hence twice that (JAX's default is 100 s).
-HEARTBEAT_TIMEOUT_S = 60
+# come from their own thread, so a long compile is not silence; but on a 2-core machine 30 s once
+# declared two live processes dead (loaded 6x over), and so did 60 s (the death test's resumed pair,
+# beside the suite's other worker): hence 120 s, above JAX's default 100 s. A dead peer is still
+# found at once: its closed gloo connection fails the next collective (tests/jax/test_multiprocess.py).
+HEARTBEAT_TIMEOUT_S = 120
 # How long a process that finished waits for the others at exit before giving up on them.
 SHUTDOWN_TIMEOUT_S = 120
 _ADDRESS = re.compile(r"^\[?[\w.:-]+\]?:\d+$")
