@@ -19,6 +19,7 @@ arrays.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -144,3 +145,32 @@ def sum_losses(results: Mapping[str, tuple]) -> tuple[Any, dict[str, Any], dict[
         terms.update({f"{part}{TERM_SEPARATOR}{key}": value for key, value in part_terms.items() if key != SUP_TERM})
         state.update(with_prefix(part, part_state or {}))
     return total, terms, state
+
+
+def part_module(framework: str, part: str):
+    """The part's maths in `framework` (jax or torch): its `apply_views` and `loss`."""
+    from . import get  # the package imports this module lazily
+    return importlib.import_module(get(part).module_for(framework))
+
+
+def apply_views(framework: str, images, params, config):
+    """Each part's views and targets from its own view parameters, renamed `<part>.<name>`: the
+    body of both twins' `apply_views` (plain dict work over either framework's arrays)."""
+    from . import get
+    views, targets = {}, {}
+    for part in get(config.method.name).parts:
+        part_views, part_targets = part_module(framework, part).apply_views(
+            images, of_part(part, params), part_config(config, part))
+        views.update(with_prefix(part, part_views))
+        targets.update(with_prefix(part, part_targets))
+    return views, targets
+
+
+def loss(framework: str, inputs):
+    """CE_sup + each part's unlabeled terms; `inputs.knobs` is {part: its knobs} (methods.knobs):
+    the body of both twins' `loss`."""
+    results = {}
+    for part in inputs.knobs:
+        out = part_module(framework, part).loss(part_inputs(inputs, part))
+        results[part] = out if len(out) == 3 else (*out, {})
+    return sum_losses(results)
