@@ -9,7 +9,17 @@ JAX compilations are shared across the whole session through JAX's persistent co
 the train step and the model init is most of a tiny JAX run (measured: a 24-step pi_model run
 took 130 s with a cold cache and 36 s with a warm one, load average 10), and a kill-resume test
 runs the same program in three processes. A cached executable is the binary the compiler made,
-so results are bit-identical (the resume tests compare them)."""
+so results are bit-identical (the resume tests compare them).
+
+XLA compiles the suite's CPU code at backend optimization level 0 (`_compile_quickly`): LLVM skips
+its optimization passes, which are most of a compile, and the suite's programs are tiny (16-32 px,
+a few images), so compiling dominates and running barely shows. Measured: one JAX loop test
+(`-k "entmin and writes"`, cold cache) 155 s and 185 s at the default level, 91 s and 91 s at level 0,
+interleaved, load average 3.9. The level changes how XLA's CPU code is optimized, not what it
+computes: without fast-math (XLA's CPU default) LLVM keeps IEEE semantics at every level, and
+convolutions and matmuls are library calls it does not recompile; the parity ladder passes its
+tolerances at both levels (CI at the default level until this change). A user's runs, the
+benchmarks and the demo keep XLA's default."""
 
 import atexit
 import importlib.util
@@ -31,7 +41,14 @@ def _share_jax_compilations() -> None:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
+def _compile_quickly() -> None:
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_backend_optimization_level" not in flags:  # a level the user set stays
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+
+
 _share_jax_compilations()
+_compile_quickly()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI subprocesses of the resume tests

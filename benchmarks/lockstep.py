@@ -10,7 +10,7 @@ images); `data.dataset=digits` (plus `data.n_labels=100`) runs anywhere.
 
 Why this is a benchmark and not a test: float32 lockstep runs do not stay in lockstep in either
 framework. Every step a few ReLU inputs lie within rounding of 0 and land on different sides of
-the kink (parity_tests/test_step_parity.py), and training amplifies that; two PyTorch runs that
+the kink (parity_tests/one_step.py), and training amplifies that; two PyTorch runs that
 differ only in memory layout diverge just as fast (measured: 5.3 points apart at step 50 while
 JAX was 0.2 from PyTorch). How far the rounding carries depends on the CPU's kernels, so as a
 default-suite test it failed by chance on a fresh machine (issue 12: 4.21 points at step 200

@@ -35,7 +35,7 @@ def normalization_table(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     IEEE float32 arithmetic, so their normalized inputs are bit-identical. Computing it
     inside a jitted step would not be: XLA turns `x / 255` into `x * (1 / 255)`, one ulp off
     torch's division in 74% of pixels, and one ulp at a ReLU kink is enough to change a
-    gradient (parity_tests/test_step_parity.py).
+    gradient (parity_tests/one_step.py).
     """
     mean = np.asarray(mean, np.float32).reshape(-1, 1)
     std = np.asarray(std, np.float32).reshape(-1, 1)

@@ -116,6 +116,47 @@ class LoopContract:
         state_dict, _ = run_weights.read(run_weights.final_file(run))
         assert {v.dtype for v in state_dict.values() if v.dtype.kind == "f"} == {np.dtype(np.float32)}
 
+    def test_fixmatch_trains_from_the_shipped_config_on_digits(self, tmp_path):
+        """`cli train --config docs/fixmatch.json` with the paper's settings, shrunk to 4 steps on digits."""
+        run_training(self.cli_module, tmp_path / "run", "--config", str(FIXMATCH_CONFIG),
+                     "data.dataset=digits", "data.image_size=32", "data.n_labels=100", "model.backbone=resnet20",
+                     "train.steps=4", "train.batch_labeled=8", "train.batch_unlabeled=8", "train.log_every=2",
+                     "train.eval_every=4", "train.checkpoint_every=4", "train.eval_batch_size=256",
+                     tiny=False, timeout=600)
+        run = RunDir(tmp_path / "run")
+        config = run.read_config()
+        assert (config.method.name, config.optim.schedule, config.train.ema_decay) == ("fixmatch", "fixmatch_cosine", 0.999)
+        losses = [m for m in run.read_metrics() if "loss" in m]
+        assert [m["step"] for m in losses] == [2, 4]
+        for m in losses:  # lambda_u = 1
+            assert m["loss"] == pytest.approx(m["loss_sup"] + m["loss_unlabeled"], rel=1e-5)
+            assert 0.0 <= m["mask_rate"] <= 1.0 and 0.0 <= m["pseudo_label_accuracy"] <= 1.0
+
+    def test_sigkill_then_resume_is_exact(self, tmp_path):
+        run_uninterrupted(self.cli_module, tmp_path / "straight")
+        run_killed_then_resumed(self.cli_module, tmp_path / "killed", kill_after_step=12)
+        assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
+        # TensorBoard continues the curves: the steps the killed run logged after its checkpoint
+        # (8) are purged, none is missing or twice
+        assert len(list((tmp_path / "killed").glob("events.out.tfevents.*"))) == 2
+        assert event_scalars(tmp_path / "killed") == jsonl_scalars(tmp_path / "killed")
+        images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+        config = RunDir(tmp_path / "straight").read_config()
+        straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
+        killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
+        np.testing.assert_array_equal(killed, straight)
+
+
+@pytest.mark.slow
+class MethodLoopContract:
+    """Every method through the framework's loop: its own class (and file, tests/*/test_loop_methods.py)
+    so that `pytest -n 2 --dist loadfile` runs it beside the rest of the loop contract."""
+
+    fit = None  # as in LoopContract
+    backend = None
+    checkpoints = None
+    cli_module = ""
+
     @pytest.mark.parametrize("method", METHODS)
     def test_every_method_writes_its_run_and_stops_on_nan(self, tmp_path, method):
         overrides, terms = METHODS[method]
@@ -157,33 +198,3 @@ class LoopContract:
         straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
         killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
         np.testing.assert_array_equal(killed, straight)  # with eval_ema: the EMA was saved and resumed exactly
-
-    def test_fixmatch_trains_from_the_shipped_config_on_digits(self, tmp_path):
-        """`cli train --config docs/fixmatch.json` with the paper's settings, shrunk to 4 steps on digits."""
-        run_training(self.cli_module, tmp_path / "run", "--config", str(FIXMATCH_CONFIG),
-                     "data.dataset=digits", "data.image_size=32", "data.n_labels=100", "model.backbone=resnet20",
-                     "train.steps=4", "train.batch_labeled=8", "train.batch_unlabeled=8", "train.log_every=2",
-                     "train.eval_every=4", "train.checkpoint_every=4", "train.eval_batch_size=256",
-                     tiny=False, timeout=600)
-        run = RunDir(tmp_path / "run")
-        config = run.read_config()
-        assert (config.method.name, config.optim.schedule, config.train.ema_decay) == ("fixmatch", "fixmatch_cosine", 0.999)
-        losses = [m for m in run.read_metrics() if "loss" in m]
-        assert [m["step"] for m in losses] == [2, 4]
-        for m in losses:  # lambda_u = 1
-            assert m["loss"] == pytest.approx(m["loss_sup"] + m["loss_unlabeled"], rel=1e-5)
-            assert 0.0 <= m["mask_rate"] <= 1.0 and 0.0 <= m["pseudo_label_accuracy"] <= 1.0
-
-    def test_sigkill_then_resume_is_exact(self, tmp_path):
-        run_uninterrupted(self.cli_module, tmp_path / "straight")
-        run_killed_then_resumed(self.cli_module, tmp_path / "killed", kill_after_step=12)
-        assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
-        # TensorBoard continues the curves: the steps the killed run logged after its checkpoint
-        # (8) are purged, none is missing or twice
-        assert len(list((tmp_path / "killed").glob("events.out.tfevents.*"))) == 2
-        assert event_scalars(tmp_path / "killed") == jsonl_scalars(tmp_path / "killed")
-        images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
-        config = RunDir(tmp_path / "straight").read_config()
-        straight = load_classifier(self.backend, RunDir(tmp_path / "straight"), config)[0](images)
-        killed = load_classifier(self.backend, RunDir(tmp_path / "killed"), config)[0](images)
-        np.testing.assert_array_equal(killed, straight)
