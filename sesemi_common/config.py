@@ -50,6 +50,10 @@ class DataConfig:
     # device: on every device, whole; host: memory-mapped on the host, each step's images gathered
     # and prefetched; auto: device when they fit a share of device memory, else host.
     placement: str = "device"
+    # PyTorch reading the memory-mapped cache (placement host, or auto when it chose host): DataLoader
+    # worker processes gathering steps ahead, each opening the map itself; 0 gathers in the training
+    # process. The batches and their order are the same for every value. (JAX gathers in a prefetch thread.)
+    loader_workers: int = 0
 
 
 @dataclass
@@ -385,6 +389,7 @@ def validate(config: Config) -> None:
         "optim.poly_power": config.optim.poly_power,
         "augment.translate": config.augment.translate, "augment.crop_padding": config.augment.crop_padding,
         "augment.noise_std": config.augment.noise_std, "train.view_images": config.train.view_images,
+        "data.loader_workers": config.data.loader_workers,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -512,7 +517,7 @@ def flat_values(config: Config) -> dict[str, Any]:
 # test set is evaluated (eval.tta) changes no training state either.
 RESUMABLE_KEYS = ("optim.lr", "train.log_every", "train.eval_every", "train.checkpoint_every",
                   "train.eval_batch_size", "eval.tta", "train.tensorboard", "train.wandb", "train.view_images",
-                  "data.placement")
+                  "data.placement", "data.loader_workers")
 
 
 def resume_changes(saved: Config, config: Config) -> dict[str, tuple[Any, Any]]:

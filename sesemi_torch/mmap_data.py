@@ -68,11 +68,11 @@ def mapped_batch_loader(path: str | Path, labels: np.ndarray, specs: Sampler | S
                       prefetch_factor=2 if workers else None, multiprocessing_context=context if workers else None)
 
 
-def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: Process = Process(),
-                    workers: int = 0) -> DataLoader:
+def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: Process = Process()) -> DataLoader:
     """The run's loader for `data.placement`. PyTorch holds no set on the device: `device` keeps
     today's in-RAM tensor (refused, with the numbers, when it exceeds the host's RAM), `host` reads
-    the memory-mapped cache, `auto` picks by the share of RAM the set takes."""
+    the memory-mapped cache with `data.loader_workers` workers, `auto` picks by the share of RAM the
+    set takes."""
     from sesemi_common.datasets import cache_dir
     from sesemi_common.mmap_cache import host_images
 
@@ -84,4 +84,4 @@ def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: 
     if where == "device":
         return batch_loader(training.images, training.labels, specs, process)
     cache = host_images(training.images, cache_dir() / "placement")
-    return mapped_batch_loader(cache.path, training.labels, specs, process, workers)
+    return mapped_batch_loader(cache.path, training.labels, specs, process, config.data.loader_workers)

@@ -85,9 +85,11 @@ def test_host_placement_trains_the_same_run(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_in_host_placement_is_exact(tmp_path, monkeypatch):
+    """... and DataLoader workers change nothing: the killed run gathers in 2 worker processes
+    (data.loader_workers=2), the uninterrupted one in the training process."""
     monkeypatch.setenv("SESEMI_CACHE_DIR", str(tmp_path / "cache"))  # the memory-mapped copy goes there
     from tests.kill_resume import run_killed_then_resumed, run_uninterrupted
-    overrides = ("data.placement=host",)
-    run_uninterrupted("sesemi_torch.cli", tmp_path / "straight", overrides=overrides)
-    run_killed_then_resumed("sesemi_torch.cli", tmp_path / "killed", kill_after_step=12, overrides=overrides)
+    run_uninterrupted("sesemi_torch.cli", tmp_path / "straight", overrides=("data.placement=host",))
+    run_killed_then_resumed("sesemi_torch.cli", tmp_path / "killed", kill_after_step=12,
+                            overrides=("data.placement=host", "data.loader_workers=2"))
     assert comparable_metrics(tmp_path / "killed") == comparable_metrics(tmp_path / "straight")
