@@ -41,7 +41,8 @@ the state at the end of a repetition; torch on CPU needs no sync (cuda: `synchro
 "input %" is the share of the step spent on the input pipeline timed alone, per framework:
 JAX: one jit of `sample_spec` + `model_inputs`; torch: next batch from
 the loader + `model_inputs`. Inside the fused JAX step XLA may overlap or fuse this work, so
-the JAX share is an estimate.
+the JAX share is an estimate. For `jax_host` the column gives instead the median time a timed
+step waited for its prefetched batch (and the longest wait): the gather the prefetch did not hide.
 
 `--device cuda` moves the torch model and each batch to the GPU (JAX uses its default backend,
 shown in the table). On cuda, fp32 means each framework's default GPU maths (TF32 convolutions in
@@ -114,6 +115,8 @@ class Variant:
     seconds: list[float] = field(default_factory=list)  # per step, one entry per repetition
     devices: int = 1
     precision: str = "fp32"
+    # jax_host: seconds each step waited for its prefetched batch (near 0 when the prefetch hides the gather)
+    input_waits: list[float] | None = None
 
     @property
     def label(self) -> str:
@@ -202,7 +205,8 @@ def jax_host_variant(config: Config, synthetic: Synthetic, folder: str) -> Varia
     static = jax_train.device_data(empty, np.zeros(0), synthetic.labeled, synthetic.mean, synthetic.std, pool=pool)
     feed = jax_placement.HostBatches(cached_copy(synthetic.images, folder), synthetic.labels, synthetic.labeled,
                                      pool, state.rng, config, method, static)
-    batches = jax_placement.prefetched(feed, range(ENDLESS))
+    waits: list[float] = []
+    batches = jax_placement.prefetched(feed, range(ENDLESS), waits=waits)
 
     def run(n: int) -> None:
         nonlocal state
@@ -211,7 +215,7 @@ def jax_host_variant(config: Config, synthetic: Synthetic, folder: str) -> Varia
             state, _metrics = step(state, data, spec)
         jax.block_until_ready(state)
 
-    return Variant("jax_host", "jax", run)
+    return Variant("jax_host", "jax", run, input_waits=waits)
 
 
 def jax_input_pipeline(config: Config, data: jax_train.DeviceData) -> Callable[[int], None]:
@@ -337,6 +341,9 @@ def measure(variants: list[Variant], pipelines: dict, args: argparse.Namespace) 
     for run in pipelines.values():
         run(args.warmup)
     pipeline_seconds = {name: [] for name in pipelines}
+    for variant in variants:
+        if variant.input_waits is not None:
+            variant.input_waits.clear()  # the timed steps' waits only, not the warm-up's (nor starting the thread)
     for repeat in range(args.repeats):
         for variant in variants:
             if variant.run is not None:
@@ -363,6 +370,9 @@ def rows_for(model: str, variants: list[Variant], input_s: dict[str, float], ima
                        images_per_s=images / step_s, vs_torch_eager=eager / step_s if eager else None,
                        vs_fp32=fp32 / step_s if fp32 else None,
                        input_ms=1e3 * input_s[v.framework], input_pct=100 * input_s[v.framework] / step_s)
+            if v.input_waits:
+                row.update(input_wait_ms=1e3 * statistics.median(v.input_waits),
+                           input_wait_max_ms=1e3 * max(v.input_waits))
         rows.append(row)
     return rows
 
@@ -477,8 +487,10 @@ def markdown(rows: list[dict]) -> str:
             continue
         ratio = f"{r['vs_torch_eager']:.2f}x" if r["vs_torch_eager"] else "-"
         vs_fp32 = f"{r['vs_fp32']:.2f}x" if r["vs_fp32"] and r["precision"] != "fp32" else "-"
-        lines.append(head + f"| {r['step_ms']:.1f} | {r['images_per_s']:,.0f} | {ratio} | {vs_fp32} "
-                     f"| {r['input_pct']:.0f}% ({r['input_ms']:.1f} ms) |")
+        inputs = f"{r['input_pct']:.0f}% ({r['input_ms']:.1f} ms)"
+        if "input_wait_ms" in r:  # host placement: the measured wait for the prefetched batch, not an estimate
+            inputs = f"waits {r['input_wait_ms']:.2f} ms (longest {r['input_wait_max_ms']:.1f})"
+        lines.append(head + f"| {r['step_ms']:.1f} | {r['images_per_s']:,.0f} | {ratio} | {vs_fp32} | {inputs} |")
     return "\n".join(lines)
 
 
