@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -28,3 +30,17 @@ def test_hand_computed_two_pixel_values():
 def test_rejects_float_images():
     with pytest.raises(ValueError, match=r"needs uint8 images \(N, H, W, C\) with N > 0, got float32 \(2, 4, 4, 3\)"):
         channel_stats(np.zeros((2, 4, 4, 3), np.float32))
+
+
+def test_a_chunk_holds_a_bounded_number_of_values_whatever_the_image_size():
+    """At 224 px a chunk is 27 images (4M values, 32 MB of float64), not a fixed count: 64 images in one
+    chunk would allocate 77 MB. numpy reports its allocations to tracemalloc."""
+    images = np.random.default_rng(0).integers(0, 256, size=(64, 224, 224, 3), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        mean, _ = channel_stats(images)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6, f"{peak / 1e6:.0f} MB"
+    np.testing.assert_allclose(mean, images.reshape(-1, 3).mean(axis=0) / 255.0, rtol=1e-6)
