@@ -84,4 +84,7 @@ def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: 
     if where == "device":
         return batch_loader(training.images, training.labels, specs, process)
     cache = host_images(training.images, cache_dir() / "placement")
-    return mapped_batch_loader(cache.path, training.labels, specs, process, config.data.loader_workers)
+    # spawn, not fork: a forked worker inherits the run directory's lock (sesemi_common/runs.py), so
+    # after a kill -9 of this process it held the run until it noticed, and `--resume` was refused.
+    return mapped_batch_loader(cache.path, training.labels, specs, process, config.data.loader_workers,
+                               context="spawn")
