@@ -31,6 +31,7 @@ import torch
 
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.sampling import HostStream
+from sesemi_common.stats import channel_stats
 from sesemi_common import methods as registry
 from sesemi_common.methods import ema_decay
 from sesemi_jax import convert as jax_convert
@@ -175,3 +176,18 @@ def assert_same_terms(j_metrics: dict, t_metrics: dict, norms: bool = False) -> 
 
 def running_var_keys(state_dict: dict) -> list[str]:
     return [k for k in state_dict if k.endswith("running_var")]
+
+
+def check_float64_step(backbone: str, overrides) -> None:
+    """The float64 rung for one case: the loss, every term and the norms, the gradients, and the
+    updated parameters, BatchNorm running statistics, EMA and method state."""
+    config, images, labels, labeled, spec = problem(backbone, overrides)
+    mean, std = channel_stats(images)
+    with jax.enable_x64(True):
+        initial, t_metrics, t_grads, t_after = torch_step(config, images, labels, spec, mean, std, torch.float64)
+        j_metrics, j_grads, j_after = jax_step(config, initial, images, labels, labeled, spec, mean, std)
+    assert_same_terms(j_metrics, t_metrics, norms=True)
+    assert_close(j_grads, t_grads, "gradients")
+    before = {**initial, **{f"ema.{k}": v for k, v in initial.items()},
+              **{f"method_state.{k}": v for k, v in starting_state(config).items()}}
+    assert_close(j_after, t_after, "updated params, BatchNorm running statistics and EMA", before=before)

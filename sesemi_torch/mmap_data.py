@@ -58,14 +58,15 @@ class MappedSpecBatches(Dataset):
 
 
 def mapped_batch_loader(path: str | Path, labels: np.ndarray, specs: Sampler | Sequence[BatchSpec],
-                        process: Process = Process(), workers: int = 0, context: str | None = None) -> DataLoader:
+                        process: Process = Process(), workers: int = 0) -> DataLoader:
     """`data.batch_loader` over the memory-mapped cache at `path`; with `workers` > 0, that many
     processes gather steps ahead (the DataLoader keeps the sampler's order, so the stream, and a
-    resumed run, are unchanged). `context`: how workers start (default fork; spawn where the
-    process runs threads that fork could deadlock, e.g. JAX's in one test process)."""
+    resumed run, are unchanged). Workers are spawned, never forked: a forked worker inherits the run
+    directory's lock (sesemi_common/run_lock.py) and held it after a kill -9 of the trainer, so
+    `--resume` was refused; and fork could deadlock on the threads of a process that runs JAX."""
     return DataLoader(MappedSpecBatches(path, labels, process), sampler=specs, batch_size=None,
                       num_workers=workers, generator=torch.Generator(),
-                      prefetch_factor=2 if workers else None, multiprocessing_context=context if workers else None)
+                      prefetch_factor=2 if workers else None, multiprocessing_context="spawn" if workers else None)
 
 
 def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: Process = Process()) -> DataLoader:
@@ -84,7 +85,4 @@ def training_loader(exp, config, specs: Sampler | Sequence[BatchSpec], process: 
     if where == "device":
         return batch_loader(training.images, training.labels, specs, process)
     cache = host_images(training.images, cache_dir() / "placement")
-    # spawn, not fork: a forked worker inherits the run directory's lock (sesemi_common/runs.py), so
-    # after a kill -9 of this process it held the run until it noticed, and `--resume` was refused.
-    return mapped_batch_loader(cache.path, training.labels, specs, process, config.data.loader_workers,
-                               context="spawn")
+    return mapped_batch_loader(cache.path, training.labels, specs, process, config.data.loader_workers)

@@ -38,8 +38,7 @@ def _assert_same_batch(mapped: dict, in_ram: dict) -> None:
 def test_mapped_loader_gives_the_in_ram_batches(tmp_path, workers):
     images, labels, specs, path = _setup(tmp_path)
     in_ram = list(batch_loader(images, labels, specs))
-    # spawn: the suite also imports JAX, whose threads a fork could deadlock
-    mapped = list(mapped_batch_loader(path, labels, specs, workers=workers, context="spawn"))
+    mapped = list(mapped_batch_loader(path, labels, specs, workers=workers))
     assert len(mapped) == len(in_ram) == 6
     for a, b in zip(mapped, in_ram):
         _assert_same_batch(a, b)
