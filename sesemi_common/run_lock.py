@@ -16,6 +16,13 @@ Reading a run (`eval`, `predict`, `verify`, `report`) takes no lock: every file 
 is replaced atomically or appended line by line, so a reader sees a consistent run, at worst one
 checkpoint behind.
 
+A forked child never holds the run: flock belongs to the open file description, which a fork
+shares, so a forked DataLoader worker or pool process that outlived a trainer killed with -9 kept
+the run locked and `--resume` was refused. After a fork the child closes its copy of the
+descriptor (`os.register_at_fork`), which leaves the parent's lock as it was (only the last
+descriptor's close, or an explicit unlock, would let it go) and unlinks nothing. An exec'd child
+inherits nothing: os.open's descriptors are close-on-exec.
+
 On a file system without flock support (some network mounts) the lock is skipped with a note.
 """
 
@@ -66,11 +73,28 @@ class RunLock:
             except OSError:  # not empty: the run wrote something
                 pass
 
+    def forget_inherited(self) -> None:
+        """In a forked child: close the child's copy of the descriptor and nothing else; the lock
+        stays with the parent (never LOCK_UN here, which would release it for the parent too)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._created_folder = False
+
     def __del__(self):
         try:
             self.release()
         except Exception:  # at interpreter exit; the kernel releases the lock with the process anyway
             pass
+
+
+def _forget_locks_in_forked_child() -> None:
+    for lock in list(_HELD.values()):
+        lock.forget_inherited()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_forked_child)
 
 
 def holds(folder: str | Path) -> bool:

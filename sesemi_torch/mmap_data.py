@@ -61,9 +61,9 @@ def mapped_batch_loader(path: str | Path, labels: np.ndarray, specs: Sampler | S
                         process: Process = Process(), workers: int = 0) -> DataLoader:
     """`data.batch_loader` over the memory-mapped cache at `path`; with `workers` > 0, that many
     processes gather steps ahead (the DataLoader keeps the sampler's order, so the stream, and a
-    resumed run, are unchanged). Workers are spawned, never forked: a forked worker inherits the run
-    directory's lock (sesemi_common/run_lock.py) and held it after a kill -9 of the trainer, so
-    `--resume` was refused; and fork could deadlock on the threads of a process that runs JAX."""
+    resumed run, are unchanged). Workers are spawned, never forked: fork could deadlock on the threads
+    of a process that runs JAX. (A forked worker also inherited the run directory's lock and held it
+    after a kill -9 of the trainer, refusing `--resume`; run_lock now drops it in every forked child.)"""
     return DataLoader(MappedSpecBatches(path, labels, process), sampler=specs, batch_size=None,
                       num_workers=workers, generator=torch.Generator(),
                       prefetch_factor=2 if workers else None, multiprocessing_context="spawn" if workers else None)

@@ -41,3 +41,44 @@ def test_a_start_refused_inside_prepare_lets_the_lock_go(tmp_path):
     with pytest.raises(DatasetError):  # refused after prepare took the lock
         prepare(config, tmp_path / "r")
     assert not run_lock.holds(tmp_path / "r") and not (tmp_path / "r").exists()
+
+
+def test_a_forked_child_that_outlives_its_killed_parent_holds_nothing(tmp_path):
+    # The trainer (the script) holds the run, forks a child that lives on, then dies by kill -9.
+    # Before register_at_fork the child's shared descriptor kept the flock and a resume was refused.
+    script = ("import os, signal, sys, time; from sesemi_common import run_lock\n"
+              "lock = run_lock.acquire(sys.argv[1], 'trainer')\n"
+              "child = os.fork()\n"
+              "if child == 0:\n"
+              "    held = run_lock.holds(sys.argv[1])\n"
+              "    os.closerange(0, 3)  # let the test's pipes end with the parent\n"
+              "    time.sleep(0 if held else 60); os._exit(0)\n"
+              "print(child, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    trainer = subprocess.run([sys.executable, "-c", script, str(tmp_path / "r")], capture_output=True, text=True,
+                             cwd=os.getcwd(), timeout=60)
+    assert trainer.returncode == -9, trainer.stderr
+    child = int(trainer.stdout)
+    try:
+        os.kill(child, 0)  # the child still lives (it would have exited at once had it thought it held the run)
+        lock = run_lock.acquire(tmp_path / "r", "resume")
+        assert lock.held
+        lock.release()
+    finally:
+        try:
+            os.kill(child, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_forked_child_leaves_its_parents_lock_in_place(tmp_path):
+    lock = run_lock.acquire(tmp_path / "r", "parent")
+    pid = os.fork()
+    if pid == 0:  # the child: it forgets the lock, and its exit must not unlink or release anything
+        os._exit(0 if not run_lock.holds(tmp_path / "r") else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    probe = ("import sys; from sesemi_common import run_lock\n"
+             "try:\n    run_lock.acquire(sys.argv[1])\nexcept run_lock.RunInUseError:\n    print('refused')")
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "r")], capture_output=True, text=True,
+                         cwd=os.getcwd()).stdout.strip()
+    assert out == "refused" and (tmp_path / "r" / run_lock.LOCK_NAME).exists()
+    lock.release()
