@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.provenance import provenance, with_provenance  # noqa: E402
-from sesemi_common import compare, plugins  # noqa: E402
+from sesemi_common import compare, methods, plugins  # noqa: E402
 from sesemi_common.compare import RunKey, Study  # noqa: E402
 from sesemi_common.config import Config, ConfigError, apply_overrides  # noqa: E402
+from sesemi_common.compare_command import parse_names  # noqa: E402
 from sesemi_common.methods import method_names  # noqa: E402
 from sesemi_common.runs import RunDirError  # noqa: E402
 
@@ -67,7 +68,8 @@ def run_config(args, key: RunKey) -> Config:
     """The one config of a run; only the method, label count and seed vary, never the framework."""
     base = base_config(args)
     batch_labeled = args.batch_labeled or base.train.batch_labeled
-    batch_unlabeled = 0 if key.method == "supervised" else (args.batch_unlabeled or base.train.batch_unlabeled)
+    unlabeled = methods.get(key.method).views_per_image  # the baseline (and any method without views) has no unlabeled batch
+    batch_unlabeled = (args.batch_unlabeled or base.train.batch_unlabeled) if unlabeled else 0
     return apply_overrides(base, [
         "data.dataset=imagefolder", f"data.root={args.data_root}", f"data.n_labels={key.labels}",
         f"model.backbone={args.backbone or base.model.backbone}", f"method.name={key.method}",
@@ -141,14 +143,16 @@ def report(args) -> bool:
 # ---------------------------------------------------------------- command line
 
 
-def names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    for item in items:
-        if item not in allowed:
-            raise argparse.ArgumentTypeError(f"unknown '{item}': choose from {', '.join(allowed)}")
-    if not items or len(set(items)) != len(items):
-        raise argparse.ArgumentTypeError(f"give distinct names from {', '.join(allowed)}, got '{text}'")
-    return items
+def names(allowed: tuple[str, ...] | None, option: str):
+    """An argparse type: `sesemi compare`'s parser of comma-separated names (stacks such as
+    sesemi+entmin included), its error an argparse one. `allowed` None: the registered methods,
+    read when the option is parsed (after plug-ins load)."""
+    def parse(text: str) -> list[str]:
+        try:
+            return parse_names(text, method_names() if allowed is None else allowed, option)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"{option}: ")) from None
+    return parse
 
 
 def positive_ints(text: str) -> list[int]:
@@ -172,8 +176,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--backbone", default="", help="default: the config's (resnet20 unless --config says otherwise)")
     parser.add_argument("--batch-labeled", type=int, default=0, help="0: the Config default")
     parser.add_argument("--batch-unlabeled", type=int, default=0, help="0: the Config default (SESEMI runs)")
-    parser.add_argument("--frameworks", type=lambda t: names(t, FRAMEWORKS, "--frameworks"), default=list(FRAMEWORKS))
-    parser.add_argument("--methods", type=lambda t: names(t, method_names(), "--methods"), default=list(METHODS))
+    parser.add_argument("--frameworks", type=names(FRAMEWORKS, "--frameworks"), default=list(FRAMEWORKS))
+    parser.add_argument("--methods", type=names(None, "--methods"), default=list(METHODS))
     parser.add_argument("--eval-every", type=int, default=0,
                         help="steps between test evaluations (0: only at the end)")
     parser.add_argument("--log-every", type=int, default=0, help="0: min(25, steps)")

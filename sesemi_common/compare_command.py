@@ -36,7 +36,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
 
 
-def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
+def parse_names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
+    """Comma-separated distinct names from `allowed` (or stacks of registered methods, sesemi+entmin);
+    ConfigError, naming `option`, otherwise. benchmarks/trend.py parses its options with it too."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     for item in items:
         if methods.stacking.is_stacked(item):  # a stack of registered methods, e.g. sesemi+entmin
@@ -61,9 +63,9 @@ def build_study(args, installed: list[str]) -> Study:
         key = override.partition("=")[0].strip()
         if key in COMMAND_KEYS:
             raise ConfigError(f"override '{override}': sesemi compare sets {key} itself; use {COMMAND_KEYS[key]}")
-    compared = _names(args.methods, methods.method_names(), "--methods")
-    baseline = None if args.baseline == "none" else _names(args.baseline, methods.method_names(), "--baseline")[0]
-    frameworks = _names(args.frameworks, compare.FRAMEWORKS, "--frameworks") if args.frameworks else installed
+    compared = parse_names(args.methods, methods.method_names(), "--methods")
+    baseline = None if args.baseline == "none" else parse_names(args.baseline, methods.method_names(), "--baseline")[0]
+    frameworks = parse_names(args.frameworks, compare.FRAMEWORKS, "--frameworks") if args.frameworks else installed
     missing = [f for f in frameworks if f not in installed]
     if missing or not frameworks:
         raise ConfigError(f"--frameworks: {(missing or ['jax or torch'])[0]} is not installed: "
