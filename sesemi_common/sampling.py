@@ -50,9 +50,14 @@ def scaled_shift(pixels_at_32: int, image_size: int) -> int:
     return int(math.floor(pixels_at_32 * image_size / REFERENCE_SIZE + 0.5))
 
 
-def crop_geometry(augment: AugmentConfig, image_size: int = REFERENCE_SIZE) -> tuple[int, str]:
-    """(padding, pad mode) of the configured crop at `image_size` (the config's data.image_size);
-    offsets are drawn in [0, 2 * padding]."""
+def crop_geometry(config: Config) -> tuple[int, str]:
+    """(padding, pad mode) of `config`'s crop at its data.image_size; offsets are drawn in
+    [0, 2 * padding]. It takes the whole config so no caller can forget the image size (a 32 px
+    padding at 96 px is a silently weaker augmentation)."""
+    return _crop_geometry(config.augment, config.data.image_size)
+
+
+def _crop_geometry(augment: AugmentConfig, image_size: int) -> tuple[int, str]:
     if augment.crop == "translate":
         return scaled_shift(augment.translate, image_size), "reflect"
     return scaled_shift(augment.crop_padding, image_size), "constant"
@@ -91,7 +96,7 @@ class HostStream:
         self.labeled = np.asarray(labeled, dtype=np.int64)
         self.batch_labeled = batch_labeled
         self.batch_unlabeled = batch_unlabeled
-        self.padding, _ = crop_geometry(augment, image_size)
+        self.padding, _ = _crop_geometry(augment, image_size)
         self.hflip = augment.hflip
         self.seed = seed
         self.view_params = view_params

@@ -101,7 +101,7 @@ def sample_spec(key: jax.Array, step: jax.Array, data: DeviceData, config: Confi
                 method: Method) -> BatchSpec:
     """The on-device twin of `sesemi_common.sampling.HostStream`."""
     batch_labeled, batch_unlabeled = config.train.batch_labeled, unlabeled_batch(config)
-    padding, _ = crop_geometry(config.augment, config.data.image_size)
+    padding, _ = crop_geometry(config)
     labeled_key, unlabeled_key, aug_key = jax.random.split(key, 3)
     # The walk keys must not depend on the step, or each step would see another permutation.
     labeled_pos = _epoch_batch(labeled_key, step, batch_labeled, data.labeled.shape[0])
@@ -153,7 +153,7 @@ def model_inputs(data: DeviceData, spec: BatchSpec, method: Method, config: Conf
 
     With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise drawn
     from `noise_key` (the paper adds it to both branches, after augmentation)."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
     if config.augment.noise_std and noise_key is None:
         raise ValueError("augment.noise_std > 0 needs a noise_key to draw the input noise from")
 

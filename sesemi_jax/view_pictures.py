@@ -18,7 +18,7 @@ from .methods import Method
 
 def make_pictures(method: Method, config: Config, images: np.ndarray, labeled: np.ndarray) -> Callable[[int], dict]:
     """`pictures(step)`: {row name: uint8 NHWC images} of the picture at `step` (host arrays)."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
 
     @jax.jit  # compiled once per run: RandAugment op by op outside jit would take longer than the step
     def views_of(sup_images, sup_offsets, sup_flips, unlabeled_images, view_params):

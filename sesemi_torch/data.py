@@ -49,7 +49,7 @@ class SpecSampler(Sampler):
     def spec(self, step: int) -> BatchSpec:
         config, seed = self.config, self.config.train.seed
         batch_labeled, batch_unlabeled = config.train.batch_labeled, unlabeled_batch(config)
-        padding, _ = crop_geometry(config.augment, config.data.image_size)
+        padding, _ = crop_geometry(config)
         generator = _generator(seed, 2, step)
         sup_offsets = transforms.sample_crop_params(generator, batch_labeled, padding)
         flips = transforms.sample_flip_params(generator, batch_labeled) & config.augment.hflip

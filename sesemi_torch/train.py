@@ -37,7 +37,7 @@ def model_inputs(batch: dict, method: Method, config: Config, mean: torch.Tensor
     is given. With `augment.noise_std` > 0, every normalized input gets its own Gaussian noise
     from torch's global generator (the paper adds it to both branches, after augmentation); in one
     of several processes, `batch` is its chunk and gets its chunk of the global batch's noise."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
 
     def normalized(images: torch.Tensor) -> torch.Tensor:
         x = transforms.normalize_inputs(images, mean, std, zca)

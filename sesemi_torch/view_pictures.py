@@ -27,7 +27,7 @@ def _nhwc(images: torch.Tensor) -> np.ndarray:
 def make_pictures(method: Method, config: Config, images: np.ndarray, labeled: np.ndarray) -> Callable[[int], dict]:
     """`pictures(step)`: {row name: uint8 NHWC images} of the picture at `step`. Draws nothing from
     torch's generators: the parameters come with the spec, so the training run is unchanged."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
 
     @torch.no_grad()
     def pictures(step: int) -> dict:

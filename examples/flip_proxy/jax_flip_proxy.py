@@ -9,7 +9,7 @@ from sesemi_jax.methods import LossInputs
 
 def apply_views(images, params, config):
     """uint8 NHWC -> the view `flips` ([img0 id, lr, ud, img1 id, ...]) and its targets 0, 1, 2."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
     x = transforms.apply_crop(images, params["offsets"], padding, mode)
     forms = jnp.stack([x, x[:, :, ::-1], x[:, ::-1]], axis=1)  # NHWC: axis 2 is width, 1 is height
     targets = jnp.tile(jnp.arange(3, dtype=jnp.int32), x.shape[0])

@@ -9,7 +9,7 @@ from sesemi_torch.methods import LossInputs
 
 def apply_views(images, params, config):
     """uint8 NCHW -> the view `flips` ([img0 id, lr, ud, img1 id, ...]) and its targets 0, 1, 2."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
     x = transforms.apply_crop(images, params["offsets"], padding, mode)
     forms = torch.stack([x, x.flip(3), x.flip(2)], dim=1)  # NCHW: dim 3 is width, 2 is height
     targets = torch.arange(3).repeat(x.shape[0])

@@ -11,7 +11,7 @@ from . import LossInputs, Views
 
 def apply_views(images, params, config) -> Views:
     """Views `a` and `b`: each a translation and a horizontal flip of its own."""
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
     views = {name: transforms.apply_hflip(transforms.apply_crop(images, params[f"offsets_{name}"], padding, mode),
                                           params[f"flips_{name}"])
              for name in ("a", "b") if f"offsets_{name}" in params}

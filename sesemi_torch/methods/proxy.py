@@ -11,7 +11,7 @@ from . import LossInputs, Views, registry
 
 
 def apply_views(images, params, config) -> Views:
-    padding, mode = crop_geometry(config.augment, config.data.image_size)
+    padding, mode = crop_geometry(config)
     translated = transforms.apply_crop(images, params["offsets"], padding, mode)
     views, targets = transforms.proxy_views(translated, proxy_forms(registry.get(config.method.name)))
     return {"proxy": views}, {"self": targets}

@@ -215,7 +215,7 @@ def test_shifts_are_fractions_of_the_side():
     assert [scaled_shift(2, s) for s in (32, 16, 64, 96, 224)] == [2, 1, 4, 6, 14]
     assert [scaled_shift(4, s) for s in (32, 96)] == [4, 12]
     config = apply_overrides(Config(), ["data.image_size=96"])
-    assert crop_geometry(config.augment, 96) == (6, "reflect") and crop_geometry(config.augment) == (2, "reflect")
+    assert crop_geometry(config) == (6, "reflect") and crop_geometry(Config()) == (2, "reflect")
     drawn = sample_view_params_numpy(np.random.default_rng(0), FIXMATCH_VIEWS, 4000, 6, image_size=96)
     assert drawn["weak_offsets"].max() == 24 and drawn["weak_offsets"].min() == 0  # 2 x 12 px
     spec = HostStream(np.arange(4000), 4000, 4000, 4000, config.augment, seed=0, image_size=96)(0)

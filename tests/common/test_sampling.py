@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sesemi_common.config import AugmentConfig, ConfigError
+from sesemi_common.config import AugmentConfig, Config, ConfigError, apply_overrides
 from sesemi_common.sampling import HostStream, check_batch_sizes, crop_geometry, epoch_positions
 
 
@@ -53,8 +53,9 @@ def test_offsets_within_padding_and_flips_switch_off():
 
 
 def test_crop_geometry():
-    assert crop_geometry(AugmentConfig()) == (2, "reflect")
-    assert crop_geometry(AugmentConfig(crop="pad_crop")) == (4, "constant")
+    assert crop_geometry(Config()) == (2, "reflect")
+    assert crop_geometry(apply_overrides(Config(), ["augment.crop=pad_crop"])) == (4, "constant")
+    assert crop_geometry(apply_overrides(Config(), ["augment.crop=pad_crop", "data.image_size=96"])) == (12, "constant")
 
 
 def test_batch_larger_than_labeled_set_is_an_error():
