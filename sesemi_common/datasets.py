@@ -671,10 +671,12 @@ def _decode_into_cache(root: Path, fingerprint: str, files: list[str], workers: 
 # ---------------------------------------------------------------- a folder of unlabeled images
 
 
-def load_unlabeled_folder(root: str | Path, image_size: int, policy: str, workers: int | None = None) -> np.ndarray:
+def load_unlabeled_folder(root: str | Path, image_size: int, policy: str, workers: int | None = None,
+                          mapped: bool = False) -> np.ndarray:
     """uint8 (M, image_size, image_size, 3) of every image below `root` (any nesting, any names;
     sorted path order; hidden files and files without an image extension are ignored), brought to
-    the size by `policy` (`resize.fit`), decoded once and then read from the cache."""
+    the size by `policy` (`resize.fit`), decoded once and then read from the cache. `mapped`: as
+    `load_imagefolder`'s, memory-mapped and decoded into the cache chunk by chunk."""
     root = Path(root).absolute()
     if not root.is_dir():
         raise DatasetError(f"data.unlabeled_root {root} is not a folder: set it to a folder of images without classes")
@@ -684,15 +686,23 @@ def load_unlabeled_folder(root: str | Path, image_size: int, policy: str, worker
                            "or leave folder out of data.unlabeled")
     fit_to = None if policy == "none" else (image_size, policy)
     fingerprint = tree_fingerprint(root, files, fit_to)
-    cached = _read_cache(root, fingerprint, "unlabeled", lambda meta, images: meta["count"] == len(images))
-    if cached is not None:
-        return cached[0]
-    images = decode_images([f.path for f in files], workers, fit_to)
+    cached = _read_cache(root, fingerprint, "unlabeled", lambda meta, images: meta["count"] == len(images), mapped)
+    images = cached[0] if cached is not None else None
+    if images is None and mapped:
+        images = _decode_into_cache(root, fingerprint, [f.path for f in files], workers, fit_to,
+                                    {"count": len(files)}, "unlabeled")
+    if images is None:
+        images = decode_images([f.path for f in files], workers, fit_to)
+        _check_unlabeled_size(images, root, image_size)
+        _write_cache(root, fingerprint, images, {"count": len(images)}, "unlabeled")
+    _check_unlabeled_size(images, root, image_size)  # a cache decoded without resizing holds the files' size
+    return images
+
+
+def _check_unlabeled_size(images: np.ndarray, root: Path, image_size: int) -> None:
     if images.shape[1:3] != (image_size, image_size):
         raise DatasetError(f"the images of unlabeled folder {root} are {images.shape[2]}x{images.shape[1]} but "
                            f"data.image_size is {image_size}: set data.resize=center_crop (or squash)")
-    _write_cache(root, fingerprint, images, {"count": len(images)}, "unlabeled")
-    return images
 
 
 # ---------------------------------------------------------------- images for prediction

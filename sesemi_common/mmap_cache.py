@@ -24,7 +24,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,8 @@ from . import datasets
 from .datasets import DatasetError
 
 SAMPLED_ROWS = 16  # rows hashed into the fingerprint: evenly spaced, first and last included
-CHUNK = 1024  # rows per write when an in-memory array is saved
+CHUNK = 1024  # files per decode task of decode_to_cache
+CHUNK_BYTES = 32 << 20  # bytes per row block when an array is saved, hashed or concatenated
 
 
 class CacheError(DatasetError):
@@ -84,7 +85,15 @@ def vouch(path: str | Path) -> Path:
 
 def save_images(path: str | Path, images: np.ndarray) -> Path:
     """An in-memory uint8 array as a memory-mappable cache."""
-    return write_images(path, images.shape, (images[i:i + CHUNK] for i in range(0, len(images), CHUNK)))
+    return write_images(path, images.shape, row_blocks(images))
+
+
+def row_blocks(images: np.ndarray) -> Iterable[np.ndarray]:
+    """`images` in consecutive blocks of about CHUNK_BYTES (at least one row): a memory-mapped
+    array is read a block at a time, whatever its image size."""
+    rows = max(1, CHUNK_BYTES // max(1, images[0].nbytes)) if len(images) else 1
+    for start in range(0, len(images), rows):
+        yield np.asarray(images[start:start + rows])
 
 
 class MappedImages:
@@ -141,17 +150,64 @@ def cached_copy(images: np.ndarray, folder: str | Path) -> MappedImages:
     """`images` (in RAM) as a memory-mapped cache in `folder`, named by a hash of their bytes, so
     runs on the same images share one file; written once."""
     digest = hashlib.sha256(str(images.shape).encode())
-    for start in range(0, len(images), CHUNK):
-        digest.update(np.ascontiguousarray(images[start:start + CHUNK]).tobytes())
+    for block in row_blocks(images):
+        digest.update(np.ascontiguousarray(block).tobytes())
     path = Path(folder) / f"images-{digest.hexdigest()[:16]}.npy"
+    _write_once(path, lambda: save_images(path, images))
+    return MappedImages(path)
+
+
+def _write_once(path: Path, write) -> None:
+    """`write()` unless `path` and its sidecar exist. Several processes of one run (torchrun,
+    jax.distributed) ask at once: one writes, the others wait for it and map its file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Several processes of one run (torchrun, jax.distributed) ask at once: one writes, the others
-    # wait for it and map its file.
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path.exists() and sidecar(path).exists()):
-            save_images(path, images)
-    return MappedImages(path)
+            write()
+
+
+def concatenated(parts: Sequence[np.ndarray], folder: str | Path) -> np.ndarray:
+    """The rows of `parts`, one part after the other, as one read-only memory-mapped array in
+    `folder` (the training images and the pool's own, for `data.placement` host): written block by
+    block, so RAM never holds the set, and once. The file is named by where its parts come from
+    (stem) and what they hold now (version): a memory-mapped part by its file, offset, shape, size
+    and mtime (no read of its rows), an in-RAM part by its bytes. A new version replaces the older
+    ones of the same stem, so a pool that grows leaves one copy on disk, not one per change."""
+    stem, version = _identity(parts)
+    path = Path(folder) / f"concatenated-{stem}-{version}.npy"
+    shape = (sum(len(part) for part in parts), *parts[0].shape[1:])
+    _write_once(path, lambda: write_images(path, shape, (block for part in parts for block in row_blocks(part))))
+    for stale in path.parent.glob(f"concatenated-{stem}-*"):
+        if not stale.name.startswith(path.stem):
+            stale.unlink(missing_ok=True)
+    return MappedImages(path).images
+
+
+def _identity(parts: Sequence[np.ndarray]) -> tuple[str, str]:
+    where, what = hashlib.sha256(), hashlib.sha256()
+    for part in parts:
+        source = _mapped_file(part)
+        if source is None:  # in RAM (an archive's split): its bytes are its identity
+            where.update(f"ram {part.shape}".encode())
+            for block in row_blocks(part):
+                what.update(np.ascontiguousarray(block).tobytes())
+        else:
+            path, offset = source
+            stat = os.stat(path)
+            where.update(json.dumps([os.path.realpath(path), offset, list(part.shape)]).encode())
+            what.update(json.dumps([stat.st_size, stat.st_mtime_ns]).encode())
+    return where.hexdigest()[:16], what.hexdigest()[:12]
+
+
+def _mapped_file(part: np.ndarray) -> tuple[str, int] | None:
+    """(file, byte offset of the first row) of a C-contiguous view of a memory-mapped file; None otherwise."""
+    if not isinstance(part, np.memmap) or part.filename is None or not part.flags.c_contiguous:
+        return None
+    whole = part
+    while isinstance(whole.base, np.memmap):
+        whole = whole.base
+    return part.filename, whole.offset + part.ctypes.data - whole.ctypes.data
 
 
 def decode_to_cache(files: list[str | Path], path: str | Path, workers: int | None = None,

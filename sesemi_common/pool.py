@@ -20,7 +20,8 @@ import numpy as np
 
 from . import resize
 from .config import unlabeled_sources
-from .datasets import Dataset, DatasetError, load_unlabeled_folder
+from .datasets import Dataset, DatasetError, cache_dir, load_unlabeled_folder
+from .mmap_cache import concatenated
 
 NO_LABEL = -1  # the label of an image outside the training set (the pool's own images)
 
@@ -59,9 +60,22 @@ def training_data(dataset: Dataset, data_cfg) -> TrainingData:
     if not own:  # today's protocol: no copy of the training images
         return TrainingData(dataset.train_images, np.asarray(dataset.train_labels, np.int64), np.concatenate(pool),
                             n_train)
-    images = np.concatenate([dataset.train_images, *own])
+    images = _joined([dataset.train_images, *own], data_cfg)
     labels = np.concatenate([np.asarray(dataset.train_labels, np.int64), np.full(start - n_train, NO_LABEL)])
     return TrainingData(images, labels, np.concatenate(pool), n_train)
+
+
+def _mapped(data_cfg) -> bool:
+    """Whether the placement reads the images memory-mapped (datasets.load_dataset decides alike)."""
+    return data_cfg.placement != "device"
+
+
+def _joined(parts: list[np.ndarray], data_cfg) -> np.ndarray:
+    """The training images, then the pool's own: in RAM for `device` placement, else one
+    memory-mapped file written block by block (never the whole set in RAM)."""
+    if not _mapped(data_cfg):
+        return np.concatenate(parts)
+    return concatenated(parts, cache_dir() / "placement")
 
 
 def _folder_images(dataset: Dataset, data_cfg) -> np.ndarray:
@@ -69,7 +83,8 @@ def _folder_images(dataset: Dataset, data_cfg) -> np.ndarray:
         raise DatasetError(f"data.unlabeled={data_cfg.unlabeled} includes folder but data.unlabeled_root is empty: "
                            "set data.unlabeled_root to a folder of images without classes")
     _refuse_test_images(data_cfg)
-    images = load_unlabeled_folder(data_cfg.unlabeled_root, data_cfg.image_size, resize.policy_for(data_cfg, True))
+    images = load_unlabeled_folder(data_cfg.unlabeled_root, data_cfg.image_size, resize.policy_for(data_cfg, True),
+                                   mapped=_mapped(data_cfg))
     _check_same_shape(images, dataset, f"unlabeled folder {data_cfg.unlabeled_root}")
     return images
 

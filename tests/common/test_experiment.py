@@ -145,3 +145,15 @@ def test_zca_of_images_too_large_is_refused_before_writing(tmp_path, digits):
     with pytest.raises(ConfigError, match=r"augment.normalize=zca needs a \(27648, 27648\) matrix"):
         prepare(tiny("augment.normalize=zca"), tmp_path / "run", dataset=large)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_data_fingerprint_hashes_block_by_block_to_the_whole_bytes_digest(monkeypatch):
+    # Runs started before the pool could be memory-mapped saved the digest of the whole array's bytes:
+    # hashing a block of rows at a time must give the very same digest, or their resume is refused.
+    import hashlib
+
+    from sesemi_common import experiment, mmap_cache
+    images = np.random.default_rng(0).integers(0, 256, (37, 8, 8, 3), dtype=np.uint8)
+    monkeypatch.setattr(mmap_cache, "CHUNK_BYTES", 1000)  # 5 rows a block
+    for array in (images, images[::2], np.arange(11, dtype=np.int64)):
+        assert experiment._sha256(array) == hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()

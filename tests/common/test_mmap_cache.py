@@ -119,3 +119,55 @@ def test_imagefolder_mapped_decodes_into_the_cache_and_reads_it_in_place(tmp_pat
     np.testing.assert_array_equal(source.images[:len(in_ram.train_images)], in_ram.train_images)
     assert mmap_cache.mapped_source(again.test_images) is None  # not from the first row
     assert mmap_cache.mapped_source(in_ram.train_images) is None
+
+
+def _mapped(tmp_path, name, images):
+    return MappedImages(mmap_cache.save_images(tmp_path / f"{name}.npy", images)).images
+
+
+def test_concatenated_parts_are_one_mapped_file_written_once_and_replaced_when_a_part_changes(tmp_path):
+    whole, in_ram = _images(40, seed=1), _images(7, seed=2)
+    mapped = _mapped(tmp_path, "train", whole)
+    joined = mmap_cache.concatenated([mapped[:30], in_ram], tmp_path / "placement")
+    assert isinstance(joined, np.memmap)
+    np.testing.assert_array_equal(joined, np.concatenate([whole[:30], in_ram]))
+    source = mmap_cache.mapped_source(joined)  # host placement gathers from this very file
+    assert source is not None and source.path.parent == tmp_path / "placement"
+    mtime = source.path.stat().st_mtime_ns
+    again = mmap_cache.concatenated([mapped[:30], in_ram], tmp_path / "placement")
+    assert again.filename == joined.filename and source.path.stat().st_mtime_ns == mtime
+    # Other rows of the same file, or other in-RAM bytes, are other sources: another file beside it.
+    other = mmap_cache.concatenated([mapped[10:40], in_ram], tmp_path / "placement")
+    assert other.filename != joined.filename
+    np.testing.assert_array_equal(other, np.concatenate([whole[10:40], in_ram]))
+    # The part's file rewritten (new mtime): a new version of the same sources replaces the old file.
+    changed = _images(40, seed=3)
+    os.unlink(tmp_path / "train.npy")
+    mapped = _mapped(tmp_path, "train", changed)
+    newer = mmap_cache.concatenated([mapped[:30], in_ram], tmp_path / "placement")
+    np.testing.assert_array_equal(newer, np.concatenate([changed[:30], in_ram]))
+    assert newer.filename != joined.filename and not os.path.exists(joined.filename)
+    assert os.path.exists(other.filename)
+
+
+def test_concatenated_holds_a_block_of_rows_not_the_set(tmp_path, monkeypatch):
+    import tracemalloc
+
+    parts = [_mapped(tmp_path, f"part{k}", _images(1000, side=48, seed=k)) for k in range(2)]  # 6.9 MB each
+    monkeypatch.setattr(mmap_cache, "CHUNK_BYTES", 64 << 10)
+    tracemalloc.start()
+    joined = mmap_cache.concatenated(parts, tmp_path / "placement")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, peak  # np.concatenate held 13.8 MB
+    np.testing.assert_array_equal(joined[995:1005], np.concatenate([parts[0][995:], parts[1][:5]]))
+
+
+def test_row_blocks_cover_the_rows_in_blocks_of_about_chunk_bytes(monkeypatch):
+    images = _images(10, side=8)  # 192 bytes a row
+    monkeypatch.setattr(mmap_cache, "CHUNK_BYTES", 500)
+    blocks = list(mmap_cache.row_blocks(images))
+    assert [len(b) for b in blocks] == [2, 2, 2, 2, 2]
+    np.testing.assert_array_equal(np.concatenate(blocks), images)
+    monkeypatch.setattr(mmap_cache, "CHUNK_BYTES", 1)  # at least one row
+    assert len(list(mmap_cache.row_blocks(images))) == 10 and list(mmap_cache.row_blocks(images[:0])) == []

@@ -243,3 +243,44 @@ def test_an_archive_is_resized_only_when_asked():
     assert bigger.train_images.shape == (3, 64, 64, 3) and bigger.test_images.shape == (2, 64, 64, 3)
     assert bigger.unlabeled_images.shape == (4, 64, 64, 3)
     np.testing.assert_array_equal(bigger.test_images[1], resize.fit(dataset.test_images[1], 64, "center_crop"))
+
+
+# ---------------------------------------------------------------- out of core (data.placement host)
+
+
+def test_an_unlabeled_folder_decodes_into_a_mapped_cache(tmp_path, private_cache, monkeypatch):
+    root = _folder(tmp_path / "u", [(20, 30), (16, 16), (40, 17)])
+    in_ram = load_unlabeled_folder(root, 16, "center_crop")
+    for entry in private_cache.glob("unlabeled-*"):
+        entry.unlink()
+    decoded = load_unlabeled_folder(root, 16, "center_crop", mapped=True)  # decoded into the map
+    monkeypatch.setattr(datasets, "decode_images", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(datasets, "_decode_into_cache", lambda *a, **k: pytest.fail("decoded again"))
+    again = load_unlabeled_folder(root, 16, "center_crop", mapped=True)  # read from it
+    for images in (decoded, again):
+        assert isinstance(images, np.memmap)
+        np.testing.assert_array_equal(images, in_ram)
+
+
+def test_an_unlabeled_folder_of_another_size_is_refused_in_both_placements(tmp_path, private_cache):
+    root = _folder(tmp_path / "u", [(16, 16)] * 3)
+    for mapped in (False, True, True):  # the last: read from the cache the first mapped call wrote
+        with pytest.raises(DatasetError, match=r"^the images of unlabeled folder .*u are 16x16 but data.image_size is "
+                                               r"8: set data.resize=center_crop"):
+            load_unlabeled_folder(root, 8, "none", mapped=mapped)
+
+
+def test_host_placement_joins_the_pool_in_a_mapped_file_not_in_ram(tmp_path, private_cache):
+    from sesemi_common import mmap_cache
+    data = DataConfig(dataset="imagefolder", root=str(_tree(tmp_path / "t")), image_size=16,
+                      unlabeled="train+folder", unlabeled_root=str(_folder(tmp_path / "u", [(30, 20)] * 4)))
+    in_ram = training_data(load_dataset(data), data)
+    host = DataConfig(**{**data.__dict__, "placement": "host"})
+    dataset = load_dataset(host)
+    training = training_data(dataset, host)
+    assert isinstance(training.images, np.memmap) and not isinstance(in_ram.images, np.memmap)
+    np.testing.assert_array_equal(training.images, in_ram.images)
+    assert training.labels.tolist() == in_ram.labels.tolist() and training.pool.tolist() == in_ram.pool.tolist()
+    source = mmap_cache.mapped_source(training.images)  # what both trainers gather from
+    assert source is not None and source.path.parent == private_cache / "placement"
+    assert training_data(dataset, host).images.filename == training.images.filename  # written once
