@@ -88,7 +88,7 @@ class SpecBatches(Dataset):
     whole step's, or in one of several processes its chunk."""
 
     def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray, process: Process = Process()):
-        self.images = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2)
+        self.images = transforms.nchw(images_nhwc)  # in RAM (a memory-mapped set is read in)
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.process = process
 

@@ -196,7 +196,7 @@ def predict_logits(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor
     dtype = next(model.parameters()).dtype  # a float64 model (tests) computes in float64
     outputs = []
     for start in range(0, len(images_nhwc), batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(images_nhwc[start:start + batch_size])).permute(0, 3, 1, 2)
+        chunk = transforms.nchw(images_nhwc[start:start + batch_size])
         (logits,) = model(transforms.normalize_inputs(chunk.to(device), mean, std, zca).to(dtype))
         outputs.append(logits["sup"].float().cpu().numpy())
     return np.concatenate(outputs)

@@ -23,6 +23,13 @@ from sesemi_common.config import AugmentConfig
 from sesemi_common.stats import normalization_table
 from sesemi_common.whitening import GCN_SCALE
 
+
+def nchw(images_nhwc: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC numpy images as an NCHW tensor sharing their memory. A read-only array (a view of
+    a memory-mapped cache) is copied first: torch cannot mark a tensor read-only, so from_numpy
+    warns on one and a write through the tensor would fault. A writable array is not copied."""
+    return torch.from_numpy(np.require(images_nhwc, requirements=("C", "W"))).permute(0, 3, 1, 2)
+
 # Views per proxy task, in target order: k quarter turns (k = 0..3), left-right flip, up-down flip.
 PROXY_VIEWS = {"rotate_flip": 6, "rotation": 4}
 PAD_MODES = ("reflect", "constant")

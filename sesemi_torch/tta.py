@@ -44,7 +44,7 @@ def predict_probs(model: nn.Module, images_nhwc: np.ndarray, mean: torch.Tensor,
     for start in range(0, len(images_nhwc), per_batch):
         chunk = images_nhwc[start:start + per_batch]
         params = tta.sample_params(chunk, noise_std)
-        images = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).to(device)
+        images = transforms.nchw(chunk).to(device)
         x = view_inputs(images, torch.from_numpy(params.crop_offsets()), torch.from_numpy(params.noise).to(device),
                         mean, std, zca)
         (logits,) = model(x)

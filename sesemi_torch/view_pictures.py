@@ -17,7 +17,7 @@ from .methods import Method
 
 
 def _nchw(images_nhwc: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2)
+    return transforms.nchw(images_nhwc)
 
 
 def _nhwc(images: torch.Tensor) -> np.ndarray:

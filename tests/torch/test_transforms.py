@@ -191,3 +191,19 @@ def test_gcn_zca_with_identity_statistics_is_gcn():
     torch.testing.assert_close(flat[:2].mean(dim=1), torch.zeros(2), rtol=0, atol=1e-5)
     torch.testing.assert_close(flat[:2].norm(dim=1), torch.full((2,), 55.0), rtol=1e-6, atol=0)
     assert torch.equal(flat[2], torch.zeros(48))
+
+
+def test_nchw_shares_a_writable_array_and_copies_a_read_only_map_without_a_warning(tmp_path):
+    import warnings
+
+    from sesemi_torch.transforms import nchw
+    images = np.random.default_rng(0).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    shared = nchw(images)
+    assert shared.shape == (3, 3, 4, 5) and shared.data_ptr() == images.ctypes.data  # no copy
+    np.save(tmp_path / "images.npy", images)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "The given NumPy array is not writable" warning
+        copied = nchw(mapped[1:])
+    assert copied.data_ptr() != mapped[1:].ctypes.data
+    assert torch.equal(copied, torch.from_numpy(images[1:]).permute(0, 3, 1, 2))
