@@ -88,7 +88,7 @@ def load_dataset(data_cfg) -> Dataset:
         policy = resize.policy_for(data_cfg, folder=True)
         # Placements other than device read the decoded cache memory-mapped (docs/placement.md).
         dataset = load_imagefolder(data_cfg.root, fit_to=None if policy == "none" else (data_cfg.image_size, policy),
-                                   mapped=data_cfg.placement != "device")
+                                   mapped=reads_mapped(data_cfg))
     elif name == "stl10":
         from .stl10 import load_stl10
         dataset = load_stl10(_cifar_root(data_cfg.root), data_cfg.download)
@@ -370,6 +370,12 @@ def _read_batches(folder: Path, files: Sequence[str], labels_key: bytes) -> tupl
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(batch_labels)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+def reads_mapped(data_cfg) -> bool:
+    """Whether the run's folders are decoded into and read from memory-mapped caches: every
+    placement but `device` (docs/placement.md); the unlabeled pool follows the same rule."""
+    return data_cfg.placement != "device"
 
 
 # ---------------------------------------------------------------- ImageFolder

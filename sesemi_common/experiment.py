@@ -17,7 +17,7 @@ from .config import Config, ConfigError, resume_changes
 from .datasets import Dataset, load_dataset
 from .distributed import Process
 from .methods import unlabeled_batch
-from .mmap_cache import row_blocks
+from .mmap_cache import hash_rows
 from .pool import TrainingData, training_data
 from . import run_lock
 from .runs import RunDir, RunDirError, note
@@ -184,8 +184,7 @@ def _sha256(array: np.ndarray) -> str:
     """sha256 of the array's bytes, read a block of rows at a time (the pool may be memory-mapped
     and larger than RAM); the digest is that of the whole array's bytes."""
     digest = hashlib.sha256()
-    for block in row_blocks(array) if np.ndim(array) else [array]:
-        digest.update(np.ascontiguousarray(block).tobytes())
+    hash_rows(digest, array)
     return digest.hexdigest()
 
 

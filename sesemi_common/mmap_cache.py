@@ -96,6 +96,13 @@ def row_blocks(images: np.ndarray) -> Iterable[np.ndarray]:
         yield np.asarray(images[start:start + rows])
 
 
+def hash_rows(digest, images: np.ndarray) -> None:
+    """Feed `images`' bytes (C order) into `digest` a row block at a time: the digest is that of
+    the whole array's bytes, and RAM holds one block of a memory-mapped array."""
+    for block in row_blocks(images):
+        digest.update(np.ascontiguousarray(block).tobytes())
+
+
 class MappedImages:
     """A validated memory-mapped cache: `images` (read-only np.memmap) and the checks a run repeats."""
 
@@ -150,8 +157,7 @@ def cached_copy(images: np.ndarray, folder: str | Path) -> MappedImages:
     """`images` (in RAM) as a memory-mapped cache in `folder`, named by a hash of their bytes, so
     runs on the same images share one file; written once."""
     digest = hashlib.sha256(str(images.shape).encode())
-    for block in row_blocks(images):
-        digest.update(np.ascontiguousarray(block).tobytes())
+    hash_rows(digest, images)
     path = Path(folder) / f"images-{digest.hexdigest()[:16]}.npy"
     _write_once(path, lambda: save_images(path, images))
     return MappedImages(path)
@@ -190,8 +196,7 @@ def _identity(parts: Sequence[np.ndarray]) -> tuple[str, str]:
         source = _mapped_file(part)
         if source is None:  # in RAM (an archive's split): its bytes are its identity
             where.update(f"ram {part.shape}".encode())
-            for block in row_blocks(part):
-                what.update(np.ascontiguousarray(block).tobytes())
+            hash_rows(what, part)
         else:
             path, offset = source
             stat = os.stat(path)

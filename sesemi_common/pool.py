@@ -20,7 +20,7 @@ import numpy as np
 
 from . import resize
 from .config import unlabeled_sources
-from .datasets import Dataset, DatasetError, cache_dir, load_unlabeled_folder
+from .datasets import Dataset, DatasetError, cache_dir, load_unlabeled_folder, reads_mapped
 from .mmap_cache import concatenated
 
 NO_LABEL = -1  # the label of an image outside the training set (the pool's own images)
@@ -65,15 +65,10 @@ def training_data(dataset: Dataset, data_cfg) -> TrainingData:
     return TrainingData(images, labels, np.concatenate(pool), n_train)
 
 
-def _mapped(data_cfg) -> bool:
-    """Whether the placement reads the images memory-mapped (datasets.load_dataset decides alike)."""
-    return data_cfg.placement != "device"
-
-
 def _joined(parts: list[np.ndarray], data_cfg) -> np.ndarray:
     """The training images, then the pool's own: in RAM for `device` placement, else one
     memory-mapped file written block by block (never the whole set in RAM)."""
-    if not _mapped(data_cfg):
+    if not reads_mapped(data_cfg):
         return np.concatenate(parts)
     return concatenated(parts, cache_dir() / "placement")
 
@@ -84,7 +79,7 @@ def _folder_images(dataset: Dataset, data_cfg) -> np.ndarray:
                            "set data.unlabeled_root to a folder of images without classes")
     _refuse_test_images(data_cfg)
     images = load_unlabeled_folder(data_cfg.unlabeled_root, data_cfg.image_size, resize.policy_for(data_cfg, True),
-                                   mapped=_mapped(data_cfg))
+                                   mapped=reads_mapped(data_cfg))
     _check_same_shape(images, dataset, f"unlabeled folder {data_cfg.unlabeled_root}")
     return images
 
