@@ -86,7 +86,7 @@ def assert_close(actual, expected):
     np.testing.assert_allclose(np.asarray(actual), expected.detach().numpy(), rtol=0, atol=ATOL)
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
+@pytest.mark.parametrize("backbone", ["resnet20", "resnet8", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_eval_logits(backbone, np_rng, tmp_path):
     model = torch_net(backbone)
     flax_model, variables = jax_twin(model, backbone, tmp_path)

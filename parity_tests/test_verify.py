@@ -101,12 +101,12 @@ def test_verify_fails_when_the_frameworks_disagree(runs, tmp_path, capsys, monke
 
 def test_the_other_frameworks_model_npz_as_model_weights(runs):
     """model.weights=RUN/model.npz: the backbone of a PyTorch run starts a JAX run (the heads stay new)."""
-    model = make_model("resnet20", 10, {"self": 6})
+    model = make_model("resnet8", 10, {"self": 6})
     fresh = init_variables(model, __import__("jax").random.PRNGKey(0), 16)
     loaded = jconvert.state_dict_from_variables(
-        jloop.load_pretrained(fresh, str(runs / "torch" / "model.npz"), "resnet20"), "resnet20")
+        jloop.load_pretrained(fresh, str(runs / "torch" / "model.npz"), "resnet8"), "resnet8")
     saved = run_weights.read(runs / "torch" / "model.npz")[0]
-    fresh_state = jconvert.state_dict_from_variables(fresh, "resnet20")
+    fresh_state = jconvert.state_dict_from_variables(fresh, "resnet8")
     for key, value in loaded.items():
         expected = saved[key] if key.startswith("backbone.") and "num_batches" not in key else fresh_state[key]
         np.testing.assert_array_equal(value, expected, err_msg=key)
@@ -119,7 +119,7 @@ def test_export_loads_strictly_into_sesemi_torch(runs, tmp_path, capsys):
     assert cli.main(["export", str(runs / "jax"), "--to", str(tmp_path / "m.pth")]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'm.pth'}: sesemi_torch SesemiNet state dict, "
                                               "10 classes, step 4 trained by jax")
-    model = torch_model("resnet20", 10, {"self": 6})
+    model = torch_model("resnet8", 10, {"self": 6})
     model.load_state_dict(torch.load(tmp_path / "m.pth", weights_only=True), strict=True)
     saved = run_weights.read(runs / "jax" / "model.npz")[0]
     assert all(np.array_equal(value.numpy(), saved[key]) for key, value in model.state_dict().items())

@@ -58,7 +58,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet20"  # resnet20 | wrn28_2 | resnet18 | resnet50 | convnet13
+    backbone: str = "resnet20"  # resnet20 | resnet8 | wrn28_2 | resnet18 | resnet50 | convnet13
     dropout: float = 0.0  # supervised head only
     # optional torchvision-layout weights (.pth in PyTorch, converted .npz in JAX), or torchvision's
     # ImageNet weights by name: torchvision:resnet18, torchvision:resnet50[:IMAGENET1K_V2] (pretrained.py)
@@ -206,7 +206,7 @@ CHOICES = {
     "data.dataset": ("digits", "cifar10", "cifar100", "imagefolder", "stl10", "svhn"),
     "data.resize": ("auto", "none", "center_crop", "squash"),
     "data.placement": ("device", "host", "auto"),
-    "model.backbone": ("resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"),
+    "model.backbone": ("resnet20", "resnet8", "wrn28_2", "resnet18", "resnet50", "convnet13"),
     "augment.crop": ("translate", "pad_crop"),
     "augment.normalize": ("channel", "zca"),
     "optim.schedule": ("poly", "cosine", "constant", "fixmatch_cosine"),

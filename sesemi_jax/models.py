@@ -276,12 +276,13 @@ class ConvNet13(nn.Module):
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet20": partial(CifarResNet, blocks_per_stage=3),
+    "resnet8": partial(CifarResNet, blocks_per_stage=1),
     "wrn28_2": partial(WideResNet, depth=28, widen=2),
     "resnet18": partial(TorchvisionResNet, block=BasicBlock, blocks=(2, 2, 2, 2)),
     "resnet50": partial(TorchvisionResNet, block=Bottleneck, blocks=(3, 4, 6, 3)),
     "convnet13": ConvNet13,
 }
-FEATURES = {"resnet20": 64, "wrn28_2": 128, "resnet18": 512, "resnet50": 2048, "convnet13": 128}
+FEATURES = {"resnet20": 64, "resnet8": 64, "wrn28_2": 128, "resnet18": 512, "resnet50": 2048, "convnet13": 128}
 
 
 def check_backbone(backbone: str) -> None:

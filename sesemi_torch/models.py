@@ -171,6 +171,10 @@ def resnet20() -> nn.Module:
     return CifarResNet(blocks_per_stage=3)
 
 
+def resnet8() -> nn.Module:
+    return CifarResNet(blocks_per_stage=1)
+
+
 def wrn28_2() -> nn.Module:
     return WideResNet(depth=28, widen=2)
 
@@ -187,7 +191,7 @@ def convnet13() -> nn.Module:
     return ConvNet13()
 
 
-BACKBONES = {"resnet20": resnet20, "wrn28_2": wrn28_2, "resnet18": resnet18, "resnet50": resnet50,
+BACKBONES = {"resnet20": resnet20, "resnet8": resnet8, "wrn28_2": wrn28_2, "resnet18": resnet18, "resnet50": resnet50,
              "convnet13": convnet13}
 
 

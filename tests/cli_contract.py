@@ -11,7 +11,7 @@ from PIL import Image
 from sesemi_common import run_weights
 from sesemi_common.runs import RunDir
 
-TINY = ["data.image_size=16", "data.n_labels=20", "train.steps=2", "train.batch_labeled=8", "train.batch_unlabeled=2"]
+TINY = ["data.image_size=16", "data.n_labels=20", "model.backbone=resnet8", "train.steps=2", "train.batch_labeled=8", "train.batch_unlabeled=2"]
 
 
 # A run long enough to stop between checkpoints: a checkpoint every 2 of its 6 steps.
@@ -233,7 +233,7 @@ class CliLifeContract:
         assert not run_weights.final_file(run).exists()  # written when the run ends
         step_4 = run.path / "weights" / "step_4.npz"
         state_dict, metadata = run_weights.read(step_4)
-        assert metadata == {"framework": self.framework, "step": 4, "variables": "model", "backbone": "resnet20",
+        assert metadata == {"framework": self.framework, "step": 4, "variables": "model", "backbone": "resnet8",
                             "method": "sesemi", "num_classes": 10, "heads": {"self": 6}}
         assert "self_head.weight" in state_dict and "backbone.bn1.running_var" in state_dict
         code, out, err = self.invoke(capsys, "eval", str(run.path))

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-TINY = ["data.dataset=digits", "data.image_size=16", "data.n_labels=20", "train.steps=24",
+TINY = ["data.dataset=digits", "data.image_size=16", "data.n_labels=20", "model.backbone=resnet8", "train.steps=24",
         "train.batch_labeled=8", "train.batch_unlabeled=2", "train.log_every=4", "train.eval_every=12",
         "train.checkpoint_every=8", "train.eval_batch_size=128"]
 

@@ -38,7 +38,7 @@ def test_save_load_round_trip(tmp_path):
     (["lr=0.1"], "unknown config key 'lr'; did you mean 'optim.lr'?"),
     (["optim.lr=-0.1"], "config key 'optim.lr' must be positive, got -0.1"),
     (["optim.lr=fast"], "config key 'optim.lr' needs a float, got 'fast'"),
-    (["model.backbone=resnet21"], "config key 'model.backbone' must be one of resnet20, wrn28_2, resnet18, "
+    (["model.backbone=resnet21"], "config key 'model.backbone' must be one of resnet20, resnet8, wrn28_2, resnet18, "
                                   "resnet50, convnet13, got 'resnet21'; did you mean 'resnet20'?"),
     (["augment.normalize=zcaa"], "config key 'augment.normalize' must be one of channel, zca, got 'zcaa'; "
                                  "did you mean 'zca'?"),

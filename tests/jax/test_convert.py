@@ -54,7 +54,7 @@ def test_state_dict_names_and_layouts(resnet20_variables):
     assert tracked.dtype == np.int64 and tracked.shape == () and tracked == 0
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
+@pytest.mark.parametrize("backbone", ["resnet20", "resnet8", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_round_trip_is_exact(backbone):
     v = random_variables(backbone, seed=1)
     back = convert.variables_from_state_dict(convert.state_dict_from_variables(v, backbone), backbone)

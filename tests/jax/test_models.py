@@ -30,12 +30,13 @@ def bn_params(c):
     return 2 * c  # scale and bias; running statistics are not parameters
 
 
-def resnet20_by_hand():
-    """Stem, then per stage 3 blocks of two 3x3 conv+BN; option B adds 1x1 conv+BN at 16->32, 32->64."""
+def cifar_resnet_by_hand(blocks_per_stage=3):
+    """Stem, then per stage n blocks of two 3x3 conv+BN (n = 3: resnet20, n = 1: resnet8); option B
+    adds 1x1 conv+BN at 16->32, 32->64."""
     total = conv_params(3, 3, 16) + bn_params(16)
     for c_in, c_out in ((16, 16), (16, 32), (32, 64)):
         total += conv_params(3, c_in, c_out) + conv_params(3, c_out, c_out) + 2 * bn_params(c_out)
-        total += 2 * (2 * conv_params(3, c_out, c_out) + 2 * bn_params(c_out))
+        total += (blocks_per_stage - 1) * (2 * conv_params(3, c_out, c_out) + 2 * bn_params(c_out))
         if c_in != c_out:
             total += conv_params(1, c_in, c_out) + bn_params(c_out)
     return total
@@ -64,6 +65,7 @@ def convnet13_by_hand():
     ("convnet13", 3_122_560),  # the paper's "conv-large", 3.1M; derived in convnet13_by_hand
     # Option B shortcuts: option A (parameter-free) would be 269,072, the paper's "0.27M".
     ("resnet20", 271_824),
+    ("resnet8", 77_392),
     ("wrn28_2", 1_466_320),  # + a 10-class linear head (1,290) = 1,467,610, the usual "1.47M"
     ("resnet18", 11_689_512 - 513_000),  # torchvision's count minus fc (512 * 1000 + 1000)
     ("resnet50", 25_557_032 - 2_049_000),  # torchvision's count minus fc (2048 * 1000 + 1000)
@@ -76,7 +78,8 @@ def test_backbone_parameter_counts(backbone, expected):
 
 
 def test_hand_counts_match_the_stated_numbers():
-    assert resnet20_by_hand() == 271_824
+    assert cifar_resnet_by_hand(3) == 271_824
+    assert cifar_resnet_by_hand(1) == 77_392
     assert wrn28_2_by_hand() == 1_466_320
     assert convnet13_by_hand() == 3_122_560
 
@@ -90,7 +93,7 @@ def test_batch_stats_mirror_every_batchnorm():
     assert count(stats) == bn_params  # mean and var for each (scale, bias)
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
+@pytest.mark.parametrize("backbone", ["resnet20", "resnet8", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_backbone_returns_pooled_features(backbone):
     module = models.make_backbone(backbone)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
@@ -285,7 +288,7 @@ def test_dropout_acts_on_the_supervised_head_in_train_only():
 
 
 def test_unknown_backbone_names_the_choices():
-    with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, wrn28_2, "
+    with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, resnet8, wrn28_2, "
                                          "resnet18, resnet50, convnet13"):
         make_model("resnet21", 10)
 

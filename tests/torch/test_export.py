@@ -53,26 +53,26 @@ def _one_line_error(capsys, argv) -> str:
 
 
 def test_exports_that_cannot_be_made_are_one_line(resnet18_run, tmp_path, capsys):
-    resnet20 = tmp_path / "r20"
-    assert torch_cli.main(["train", *TINY, "--run-dir", str(resnet20), "--no-progress"]) == 0
+    tiny_run = tmp_path / "r8"
+    assert torch_cli.main(["train", *TINY, "--run-dir", str(tiny_run), "--no-progress"]) == 0
     capsys.readouterr()
-    assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "x.pth"), "--torchvision"]) == (
-        "error: --torchvision needs a run of resnet18 or resnet50, and this run's backbone is resnet20: drop "
+    assert _one_line_error(capsys, ["export", str(tiny_run), "--to", str(tmp_path / "x.pth"), "--torchvision"]) == (
+        "error: --torchvision needs a run of resnet18 or resnet50, and this run's backbone is resnet8: drop "
         "--torchvision to export the SesemiNet state dict")
     # A weights file of another backbone, copied into the run by hand.
-    (resnet20 / "model.npz").write_bytes((resnet18_run.path / "model.npz").read_bytes())
-    copied = (f"error: {resnet20 / 'model.npz'} holds a resnet18 and its run trains a resnet20: the weights file "
+    (tiny_run / "model.npz").write_bytes((resnet18_run.path / "model.npz").read_bytes())
+    copied = (f"error: {tiny_run / 'model.npz'} holds a resnet18 and its run trains a resnet8: the weights file "
               "was copied from another run; use that run instead")
-    assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "x.pth")]) == copied
-    assert torch_cli.main(["eval", str(resnet20)]) == 2 and capsys.readouterr().err.strip() == copied
+    assert _one_line_error(capsys, ["export", str(tiny_run), "--to", str(tmp_path / "x.pth")]) == copied
+    assert torch_cli.main(["eval", str(tiny_run)]) == 2 and capsys.readouterr().err.strip() == copied
     # A missing weights file of a kept step, and a run with no finished step.
-    assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "x.pth"), "--checkpoint", "1"]) \
-        == f"error: {resnet20} keeps no weights of step 1: its weights files are of steps 2 (pass one of them to " \
+    assert _one_line_error(capsys, ["export", str(tiny_run), "--to", str(tmp_path / "x.pth"), "--checkpoint", "1"]) \
+        == f"error: {tiny_run} keeps no weights of step 1: its weights files are of steps 2 (pass one of them to " \
            "--checkpoint)"
-    RunDir(tmp_path / "new").write_config(RunDir(resnet20).read_config())
+    RunDir(tmp_path / "new").write_config(RunDir(tiny_run).read_config())
     assert _one_line_error(capsys, ["export", str(tmp_path / "new"), "--to", str(tmp_path / "x.pth")]).startswith(
         f"error: {tmp_path / 'new'} has no checkpoint yet (its training stopped before step ")
-    assert _one_line_error(capsys, ["export", str(resnet20), "--to", str(tmp_path / "no" / "x.pth")]) == (
+    assert _one_line_error(capsys, ["export", str(tiny_run), "--to", str(tmp_path / "no" / "x.pth")]) == (
         f"error: --to {tmp_path / 'no' / 'x.pth'}: folder {tmp_path / 'no'} does not exist: create it or choose "
         "another path")
     assert not (tmp_path / "x.pth").exists()

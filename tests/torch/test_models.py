@@ -21,6 +21,7 @@ def count(module):
     # Option B shortcuts (1x1 conv + BN at 16->32 and 32->64: 576 + 2,176 parameters); option A
     # (parameter-free) would be 269,072, the paper's "0.27M". tests/jax/test_models.py derives both by hand.
     ("resnet20", 271_824),
+    ("resnet8", 77_392),  # one block per stage
     ("wrn28_2", 1_466_320),  # + a 10-class linear head (1,290) = 1,467,610, the usual "1.47M"
     ("resnet18", 11_176_512),
     ("resnet50", 23_508_032),
@@ -41,7 +42,7 @@ def test_torchvision_backbones_are_torchvision_without_fc(name):
     assert count(reference) - count(backbone) == reference.fc.weight.numel() + reference.fc.bias.numel()
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "wrn28_2", "resnet18", "resnet50", "convnet13"])
+@pytest.mark.parametrize("backbone", ["resnet20", "resnet8", "wrn28_2", "resnet18", "resnet50", "convnet13"])
 def test_backbone_returns_pooled_features(backbone):
     module = models.make_backbone(backbone).eval()
     with torch.no_grad():
@@ -155,7 +156,7 @@ def test_dropout_acts_on_the_supervised_head_in_train_only():
 
 
 def test_unknown_backbone_names_the_choices():
-    with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, wrn28_2, "
+    with pytest.raises(ValueError, match="unknown backbone 'resnet21': choose one of resnet20, resnet8, wrn28_2, "
                                          "resnet18, resnet50, convnet13"):
         make_model("resnet21", 10)
 
