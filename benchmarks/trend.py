@@ -117,8 +117,7 @@ def markdown(report: compare.Report, args) -> str:
              f"{train.batch_labeled} labeled + {train.batch_unlabeled} unlabeled, each in its method's views (6 for "
              f"SESEMI, 2 for pi_model and mean_teacher, 1 for entmin; the baseline has no unlabeled batch), seeds 0..{args.seeds - 1}, evaluation every {train.eval_every} "
              f"steps on the 10,000 test images. Base config: {args.config or 'the defaults'}. Extra overrides: {' '.join(args.overrides) or 'none'}.", ""]
-    lines += compare.markdown_tables(report.results, report.cells, report.gains, report.curve_gains, report.parity,
-                                     study(args))
+    lines += compare.markdown_tables(report, study(args))
     return "\n".join(lines) + "\n"
 
 

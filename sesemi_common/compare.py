@@ -228,19 +228,49 @@ def gain_curve_rows(results: list[dict], study: Study) -> list[dict]:
         for method in compared_methods(study):
             for framework in study.frameworks:
                 curves = {m: [r["curve"] for r in _of(results, labels, m, framework)] for m in (method, study.baseline)}
-                if not all(curves.values()):
-                    continue
-                shared = sorted(set.intersection(*(set(c) for each in curves.values() for c in each)))
-                for step in shared:
+                for step in shared_steps(curves):
                     gain, se = difference(*(mean_std([c[step] for c in curves[m]]) for m in (method, study.baseline)))
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
                                  "framework": framework, "step": step, "gain": gain, "standard_error": se})
     return rows
 
 
-def markdown_tables(results: list[dict], cells: dict, gains: list[dict], curve_gains: list[dict],
-                    parity: list[dict], study: Study) -> list[str]:
+def shared_steps(curves: dict[str, list[dict]]) -> list[int]:
+    """The evaluation steps every curve of every group has; none while a group has no curve."""
+    if not all(curves.values()):
+        return []
+    return sorted(set.intersection(*(set(c) for each in curves.values() for c in each)))
+
+
+def parity_curve_rows(results: list[dict], study: Study) -> list[dict]:
+    """The parity verdict at every evaluation both frameworks share, per (labels, method). The
+    ladder judges the final accuracy (docs/DESIGN.md section 5); these rows show whether the two
+    frameworks part ways on the way there."""
+    if len(study.frameworks) != 2:
+        return []
+    first, second = study.frameworks
+    rows = []
+    for labels in study.labels:
+        for method in study.methods:
+            curves = {f: [r["curve"] for r in _of(results, labels, method, f)] for f in study.frameworks}
+            for step in shared_steps(curves):
+                a, b = (mean_std([c[step] for c in curves[f]]) for f in (first, second))
+                verdict = parity_verdict(a, b, FLOOR_POINTS, K_STANDARD_ERRORS)
+                rows.append({"labels": labels, "method": method, "step": step, first: asdict(a), second: asdict(b),
+                             **asdict(verdict)})
+    return rows
+
+
+def _parity_line(row: dict, first: str, second: str, *cells) -> str:
+    return (f"| {' | '.join(str(c) for c in cells)} | {row[first]['mean']:.2f} | {row[second]['mean']:.2f} "
+            f"| {row['difference']:+.2f} | {K_STANDARD_ERRORS * row['standard_error']:.2f} "
+            f"| {row['threshold']:.2f} | {'PASS' if row['passed'] else 'FAIL'} |")
+
+
+def markdown_tables(report: "Report", study: Study) -> list[str]:
     """The report's sections (accuracy, gains, parity, speed), without its title and settings."""
+    results, cells, gains, curve_gains, parity = (report.results, report.cells, report.gains, report.curve_gains,
+                                                  report.parity)
     lines = ["## Final test accuracy (%), mean +- std over seeds", "",
              "| labels | method | framework | seeds | mean | std |", "|---:|---|---|---:|---:|---:|"]
     for (labels, method, framework), stats in cells.items():
@@ -261,10 +291,14 @@ def markdown_tables(results: list[dict], cells: dict, gains: list[dict], curve_g
                   f"{K_STANDARD_ERRORS:g} standard errors)", "",
                   f"| labels | method | {first} | {second} | difference | 2 se | threshold | verdict |",
                   "|---:|---|---:|---:|---:|---:|---:|---|"]
-        for row in parity:
-            lines.append(f"| {row['labels']} | {row['method']} | {row[first]['mean']:.2f} | {row[second]['mean']:.2f} "
-                         f"| {row['difference']:+.2f} | {K_STANDARD_ERRORS * row['standard_error']:.2f} "
-                         f"| {row['threshold']:.2f} | {'PASS' if row['passed'] else 'FAIL'} |")
+        lines += [_parity_line(row, first, second, row["labels"], row["method"]) for row in parity]
+    if report.curve_parity:
+        first, second = study.frameworks
+        lines += ["", "### Parity at every evaluation (the verdict above is the final one; these show the way there)",
+                  "", f"| labels | method | step | {first} | {second} | difference | 2 se | threshold | verdict |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [_parity_line(row, first, second, row["labels"], row["method"], row["step"])
+                  for row in report.curve_parity]
     lines += ["", "## Speed (median over runs)", "",
               "| framework | method | device | ms / step | run wall s |", "|---|---|---|---:|---:|"]
     for framework in study.frameworks:
@@ -313,6 +347,7 @@ class Report:
     gains: list[dict]
     curve_gains: list[dict]
     parity: list[dict]
+    curve_parity: list[dict]
 
     @property
     def passed(self) -> bool:
@@ -322,7 +357,8 @@ class Report:
 def analyse(study: Study) -> Report:
     results = finished_results(study)
     cells = cell_stats(results, study)
-    return Report(results, cells, gain_rows(cells, study), gain_curve_rows(results, study), parity_rows(cells, study))
+    return Report(results, cells, gain_rows(cells, study), gain_curve_rows(results, study), parity_rows(cells, study),
+                  parity_curve_rows(results, study))
 
 
 def write_report(study: Study, report: Report, markdown: str, png_name: str, plot_title: str,
@@ -335,7 +371,8 @@ def write_report(study: Study, report: Report, markdown: str, png_name: str, plo
         "missing_runs": [k.name for k in study.keys() if k.name not in names],
         "runs": report.results, "cells": [{"labels": n, "method": m, "framework": f, **asdict(s)}
                                           for (n, m, f), s in report.cells.items()],
-        "gains": report.gains, "gain_curves": report.curve_gains, "parity": report.parity}, indent=1) + "\n")
+        "gains": report.gains, "gain_curves": report.curve_gains, "parity": report.parity,
+        "parity_curves": report.curve_parity}, indent=1) + "\n")
     if report.results:
         plot(report.results, study, study.out / png_name, plot_title)
 

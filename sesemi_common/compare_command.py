@@ -95,8 +95,7 @@ def markdown(report: compare.Report, study: Study, args) -> str:
              f"{config.train.batch_labeled} labeled + {config.train.batch_unlabeled} unlabeled, frameworks "
              f"{', '.join(study.frameworks)}, seeds 0..{study.seeds - 1}, evaluation every {config.train.eval_every} "
              f"steps. Base config: {args.config or 'the defaults'}. Overrides: {' '.join(args.overrides) or 'none'}.", ""]
-    lines += compare.markdown_tables(report.results, report.cells, report.gains, report.curve_gains, report.parity,
-                                     study)
+    lines += compare.markdown_tables(report, study)
     return "\n".join(lines) + "\n"
 
 

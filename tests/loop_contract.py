@@ -77,8 +77,9 @@ class LoopContract:
         this CPU in each framework); test_fit_writes_the_run_directory evaluates with them."""
         config = Config.load("paper")
         assert config.eval.tta == 8
-        config = apply_overrides(config, [*TINY, "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2",
-                                          "eval.tta=1"])
+        # TINY's resnet8 would replace the preset's backbone: keep convnet13
+        config = apply_overrides(config, [*TINY, "model.backbone=convnet13", "train.steps=2", "train.eval_every=2",
+                                          "train.checkpoint_every=2", "eval.tta=1"])
         assert (config.model.backbone, config.augment.normalize, config.augment.noise_std) == ("convnet13", "zca", 0.15)
         summary = self.fit(config, tmp_path / "run", show_progress=False)
         split = RunDir(tmp_path / "run").read_split()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sesemi_common import cli, compare_command, plugins
+from sesemi_common import cli, compare, compare_command, plugins
 from sesemi_common.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,8 +59,28 @@ def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
     assert [(g["method"], g["framework"], g["step"], round(g["gain"], 6)) for g in result["gain_curves"]] == [
         ("sesemi", "jax", 2, 10.0), ("sesemi", "jax", 4, 5.0), ("sesemi", "torch", 2, 10.0), ("sesemi", "torch", 4, 5.0)]
     assert all(row["passed"] for row in result["parity"]) and len(result["parity"]) == 2
+    assert [(r["method"], r["step"], round(r["difference"], 6), r["passed"]) for r in result["parity_curves"]] == [
+        ("supervised", 2, -1.0, True), ("supervised", 4, -1.0, True), ("sesemi", 2, -1.0, True),
+        ("sesemi", 4, -1.0, True)]
+    assert "| 20 | supervised | 2 | 42.00 | 43.00 | -1.00 | 3.27 | 3.27 | PASS |" in printed
     assert (tmp_path / "study" / "compare.png").stat().st_size > 0
     assert (tmp_path / "study" / "results.md").read_text().startswith("# Compare: sesemi against supervised")
+
+
+def test_parity_at_every_evaluation_judges_each_step_both_frameworks_share():
+    """compare.parity_curve_rows: a step where the frameworks part ways fails even when the final
+    one passes, and a step one run lacks is not judged."""
+    jax_curves = [{100: 50 + 2 * s, 200: 60 + 2 * s, 300: 70 + 2 * s} for s in range(3)]
+    torch_curves = [{100: 51 + 2 * s, 200: 70 + 2 * s, 300: 70 + 2 * s} for s in range(3)]
+    del torch_curves[2][300]
+    results = [{"labels": 20, "method": "sesemi", "framework": f, "seed": s, "curve": c}
+               for f, curves in (("jax", jax_curves), ("torch", torch_curves)) for s, c in enumerate(curves)]
+    study = Namespace(frameworks=("jax", "torch"), labels=(20,), methods=("sesemi",))
+    rows = compare.parity_curve_rows(results, study)
+    # sd 2 over 3 seeds in both: 2 standard errors of the difference 2 * sqrt(4/3 + 4/3) = 3.27
+    assert [(r["step"], round(r["difference"], 6), round(r["threshold"], 2), r["passed"]) for r in rows] == [
+        (100, -1.0, 3.27, True), (200, -10.0, 3.27, False)]
+    assert rows[1]["jax"]["mean"] == 62 and rows[1]["torch"]["mean"] == 72
 
 
 def test_a_stack_is_compared_like_any_method(tmp_path):

@@ -21,8 +21,13 @@ from tests.kill_resume import TINY, comparable_metrics
 
 # The kill-and-resume run: 8 steps with a checkpoint at 4, where the killed run resumes. The
 # supervised method, the smallest step (the step's numbers are the first test's business).
-RUN = [*TINY, "method.name=supervised", "train.batch_unlabeled=0", "train.steps=8", "train.checkpoint_every=4",
-       "train.eval_every=8"]
+# resnet20, not TINY's resnet8, as in every suite run that passed these tests: the death tests kill
+# process 1 once checkpoint 4 is on disk, meant to land while process 0 trains towards its next
+# collective. With resnet8 one of two runs of the host-placement test landed in the checkpoint's
+# closing orbax barrier instead, which fails only when the coordination service misses the
+# heartbeat: process 0 stopped after 96 s, past STOP_BOUND_S. (A race in the test's timing, not a hang.)
+RUN = [*TINY, "model.backbone=resnet20", "method.name=supervised", "train.batch_unlabeled=0", "train.steps=8",
+       "train.checkpoint_every=4", "train.eval_every=8"]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
 TIMEOUT_S = 600
 STOP_BOUND_S = 60  # a survivor must stop this soon after its peer dies (it stops at its next collective)
@@ -75,7 +80,7 @@ def assert_steps_of_one(results) -> None:
     assert (int(results["processes/devices"]), int(results["one_device/devices"])) == (2, 1)
     leaves = [k.removeprefix("one_device/") for k in results.files
               if k.startswith("one_device/") and k != "one_device/devices"]
-    assert len(leaves) > 100 and any("batch_stats" in k for k in leaves)
+    assert len(leaves) >= 50 and any("batch_stats" in k for k in leaves)  # resnet8 and its heads: 50 leaves
     for leaf in leaves:
         one, two = results[f"one_device/{leaf}"], results[f"processes/{leaf}"]
         assert one.dtype == two.dtype == np.float64, leaf
