@@ -32,6 +32,7 @@ from typing import Callable
 from .config import Config
 from .datasets import load_dataset
 from .methods import images_per_step
+from .progress import training_seconds
 from .runs import RunDir, RunDirError
 from .trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict
 
@@ -152,19 +153,6 @@ def step_time_ms(metrics: list[dict], images: int) -> float:
     speeds = [m["images_per_s"] for m in metrics if "images_per_s" in m]
     speeds = speeds[1:] or speeds
     return 1e3 * images / statistics.median(speeds) if speeds else float("nan")
-
-
-def training_seconds(metrics: list[dict], images: int) -> float:
-    """The run's time in training steps, summed over its logged windows (steps since the previous
-    record / its images_per_s), evaluations and checkpoints left out. Unlike the summary's
-    wall_time_s, which is the last call's (a resumed run's is the time since its resume), it covers
-    every call; a step logged twice (a window run again after a stop) counts once."""
-    windows = {m["step"]: m["images_per_s"] for m in metrics if "images_per_s" in m}
-    total, previous = 0.0, 0
-    for step in sorted(windows):
-        total += (step - previous) * images / windows[step]
-        previous = step
-    return total
 
 
 def run_result(key: RunKey, run_dir: Path) -> dict | None:

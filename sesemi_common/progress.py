@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, TrainConfig
 from .logging_sinks import open_sinks, png_bytes, scalar_values
+from .methods import images_per_step
 from .runs import RunDir
 from .view_grid import view_grid
 
@@ -202,9 +203,27 @@ def checkpointing(log: TrainingLog, done: int, saved: list[int]) -> Iterator[Non
     saved.append(done)
 
 
+def training_seconds(metrics: list[dict], images: int) -> float:
+    """The run's time in training steps, summed over its logged windows (steps since the previous
+    record / its images_per_s), evaluations and checkpoints left out. Unlike wall_time_s,
+    which is the last call's (a resumed run's is the time since its resume), it covers every
+    call; a step logged twice (a window run again after a stop) counts once."""
+    windows = {m["step"]: m["images_per_s"] for m in metrics if "images_per_s" in m}
+    total, previous = 0.0, 0
+    for step in sorted(windows):
+        total += (step - previous) * images / windows[step]
+        previous = step
+    return total
+
+
 def summary(framework: str, method: str, config: Config, n_labels: int, class_names: Sequence[str],
-            last_record: dict, last_accuracy: float | None, wall_time_s: float, device: str) -> dict[str, Any]:
+            last_record: dict, last_accuracy: float | None, wall_time_s: float, device: str,
+            run: RunDir) -> dict[str, Any]:
+    """The run's summary.json. wall_time_s is this call's time (a resumed run's since its resume);
+    training_s sums the training windows of every call, read from the run's metrics."""
     return {"framework": framework, "method": method, "backbone": config.model.backbone,
             "dataset": config.data.dataset, "steps": config.train.steps, "n_labels": n_labels,
             "final_test_accuracy": last_accuracy, "final_loss": last_record.get("loss"),
-            "wall_time_s": wall_time_s, "device": device, "class_names": list(class_names)}
+            "wall_time_s": wall_time_s,
+            "training_s": training_seconds(run.read_metrics(), images_per_step(config)),
+            "device": device, "class_names": list(class_names)}

@@ -3,7 +3,8 @@
     config.json     the full Config of the run
     split.npz       `labeled` (sorted int64 indices), `mean`, `std`, and the data fingerprint
     metrics.jsonl   one JSON object per logged step or evaluation
-    summary.json    written when the run ends
+    summary.json    written when the run ends: final accuracy and loss, wall_time_s (this call's)
+                    and training_s (the training windows of every call, resumes included)
     checkpoints/    framework-specific, written by the trainers
     weights/        step_<N>.npz beside each checkpoint, and model.npz when the run ends: the
                     model in either framework's hands (sesemi_common/run_weights.py)

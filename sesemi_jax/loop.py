@@ -173,7 +173,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
              f"(longest {max(input_waits[1:], default=0.0):.3f} s), plus {input_waits[0]:.2f} s before the first")
     summary = progress.summary("jax", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
-                               time.perf_counter() - started, jax.devices()[0].platform)
+                               time.perf_counter() - started, jax.devices()[0].platform, exp.run)
     if process.writer:
         exp.run.write_summary(summary)
     return summary

@@ -197,7 +197,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, dataset=No
         log.close()
     summary = progress.summary("torch", method.spec.name, config, len(exp.labeled), exp.dataset.class_names,
                                last_record, last_accuracy,
-                               time.perf_counter() - started, str(device))
+                               time.perf_counter() - started, str(device), exp.run)
     if process.writer:
         exp.run.write_summary(summary)
     return summary

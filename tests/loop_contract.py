@@ -8,7 +8,8 @@ import pytest
 from sesemi_common import run_weights
 from sesemi_common.commands import load_classifier
 from sesemi_common.config import Config, apply_overrides
-from sesemi_common.progress import NonFiniteLossError
+from sesemi_common.methods import images_per_step
+from sesemi_common.progress import NonFiniteLossError, training_seconds
 from sesemi_common.runs import RunDir, RunDirError
 from tests.kill_resume import (TINY, comparable_metrics, event_accumulator, event_scalars, jsonl_scalars,
                                run_killed_then_resumed, run_training, run_uninterrupted)
@@ -61,6 +62,8 @@ class LoopContract:
         assert [m["step"] for m in metrics if "test_accuracy" in m] == [12, 24]
         assert 0.0 <= summary["final_test_accuracy"] <= 1.0
         assert run.read_summary()["framework"] == self.backend.name
+        training_s = training_seconds(metrics, images_per_step(tiny("eval.tta=8")))
+        assert run.read_summary()["training_s"] == pytest.approx(training_s) and training_s > 0
         assert self.checkpoints.latest_step(run.checkpoints) == 24
         assert {"grad_norm", "param_norm", "update_norm"} <= set(losses[0])
         assert all(m["grad_norm"] > 0 and m["param_norm"] > 0 and m["update_norm"] > 0 for m in losses)

@@ -83,16 +83,6 @@ def test_parity_at_every_evaluation_judges_each_step_both_frameworks_share():
     assert rows[1]["jax"]["mean"] == 62 and rows[1]["torch"]["mean"] == 72
 
 
-def test_training_seconds_cover_every_call_and_count_a_rerun_window_once():
-    """A run stopped after step 4 and resumed from its checkpoint at step 2 logs steps 3-4 again;
-    its summary's wall time is the last call's, the training time sums every window once."""
-    metrics = [{"step": 2, "images_per_s": 10.0}, {"step": 4, "images_per_s": 20.0}, {"step": 4, "test_accuracy": 0.5},
-               {"step": 4, "images_per_s": 40.0}, {"step": 6, "images_per_s": 5.0}]
-    # 5 images per step: windows 0-2 at 10/s (1 s), 2-4 at the rerun's 40/s (0.25 s), 4-6 at 5/s (2 s)
-    assert compare.training_seconds(metrics, 5) == pytest.approx(3.25)
-    assert compare.training_seconds([{"step": 4, "test_accuracy": 0.5}], 5) == 0.0
-
-
 def test_a_stack_is_compared_like_any_method(tmp_path):
     args = Namespace(methods="sesemi,sesemi+entmin", baseline="supervised", seeds=1, frameworks="torch", config="",
                      out=str(tmp_path), overrides=TINY, progress=False)

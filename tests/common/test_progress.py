@@ -5,7 +5,8 @@ import pytest
 from sesemi_common.config import TrainConfig
 from sesemi_common.config import Config, apply_overrides
 from sesemi_common.methods import images_per_step
-from sesemi_common.progress import Due, NonFiniteLossError, TrainingLog, cadence, first_non_finite
+from sesemi_common.progress import (Due, NonFiniteLossError, TrainingLog, cadence, first_non_finite, summary,
+                                    training_seconds)
 from sesemi_common.runs import RunDir
 from tests.fake_loop import fake_fit
 
@@ -59,3 +60,28 @@ def test_nan_stops_before_the_checkpoint_and_names_the_step(tmp_path):
         _drive(tmp_path, [1.0, 0.9, 0.8, 0.7, float("nan"), float("nan")])
     saved_steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert max(saved_steps) == 4
+
+
+# A run stopped after step 4 and resumed from its checkpoint at step 2 logs steps 3-4 again.
+RESUMED_METRICS = [{"step": 2, "images_per_s": 10.0}, {"step": 4, "images_per_s": 20.0},
+                   {"step": 4, "test_accuracy": 0.5}, {"step": 4, "images_per_s": 40.0},
+                   {"step": 6, "images_per_s": 5.0}]
+
+
+def test_training_seconds_cover_every_call_and_count_a_rerun_window_once():
+    # 5 images per step: windows 0-2 at 10/s (1 s), 2-4 at the rerun's 40/s (0.25 s), 4-6 at 5/s (2 s)
+    assert training_seconds(RESUMED_METRICS, 5) == pytest.approx(3.25)
+    assert training_seconds([{"step": 4, "test_accuracy": 0.5}], 5) == 0.0
+
+
+def test_the_summary_of_a_resumed_run_holds_the_training_time_of_every_call(tmp_path):
+    """wall_time_s is the last call's; training_s is read from the run's metrics, all calls."""
+    config = apply_overrides(Config(), ["train.batch_labeled=4", "train.batch_unlabeled=1", "train.steps=6"])
+    run = RunDir(tmp_path / "run")
+    for record in RESUMED_METRICS:
+        run.append_metrics(record)
+    images = images_per_step(config)  # 4 labeled + 1 x 6 proxy views
+    result = summary("jax", "sesemi", config, 10, ["a", "b"], {"loss": 1.0}, 0.5, 0.7, "cpu", run)
+    assert images == 10
+    assert result["wall_time_s"] == 0.7
+    assert result["training_s"] == pytest.approx(2 * 10 / 10 + 2 * 10 / 40 + 2 * 10 / 5)
