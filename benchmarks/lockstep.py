@@ -151,7 +151,7 @@ def table(result: dict) -> str:
         lines.append(f"| {row['step']} | {row['torch']:.2f} | {row['jax']:.2f} | {row['jax_minus_torch']:+.2f} | "
                      + " | ".join(f"{row['references_minus_torch'][r]:+.2f}" for r in refs)
                      + f" | {row['noise_mean']:.2f} | {row['noise_std']:.2f} | {row['noise_max']:.2f} |")
-    lines += ["", f"Noise (max over {len(refs)} references and all evaluations): {result['noise']:.2f} points; "
+    lines += ["", f"Noise (max over {len(refs)} reference{'s' * (len(refs) != 1)} and all evaluations): {result['noise']:.2f} points; "
               f"JAX's largest gap {result['worst_gap']:.2f} at step {result['worst_step']}; criterion gap <= noise "
               f"+ {MAX_GAP_POINTS} at every evaluation: {result['verdict']}"]
     return "\n".join(lines) + "\n"
