@@ -34,7 +34,7 @@ from .datasets import load_dataset
 from .methods import images_per_step
 from .progress import training_seconds
 from .runs import RunDir, RunDirError
-from .trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict
+from .trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict, welch_p_value
 
 FRAMEWORKS = ("jax", "torch")
 FLOOR_POINTS, K_STANDARD_ERRORS = 1.0, 2.0
@@ -219,7 +219,8 @@ def gain_rows(cells: dict, study: Study) -> list[dict]:
                 if ours is not None and base is not None:
                     gain, se = difference(ours, base)
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
-                                 "framework": framework, "gain": gain, "standard_error": se})
+                                 "framework": framework, "gain": gain, "standard_error": se,
+                                 "p_value": welch_p_value(ours, base)})
     return rows
 
 
@@ -231,9 +232,11 @@ def gain_curve_rows(results: list[dict], study: Study) -> list[dict]:
             for framework in study.frameworks:
                 curves = {m: [r["curve"] for r in _of(results, labels, m, framework)] for m in (method, study.baseline)}
                 for step in shared_steps(curves):
-                    gain, se = difference(*(mean_std([c[step] for c in curves[m]]) for m in (method, study.baseline)))
+                    ours, base = (mean_std([c[step] for c in curves[m]]) for m in (method, study.baseline))
+                    gain, se = difference(ours, base)
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
-                                 "framework": framework, "step": step, "gain": gain, "standard_error": se})
+                                 "framework": framework, "step": step, "gain": gain, "standard_error": se,
+                                 "p_value": welch_p_value(ours, base)})
     return rows
 
 
@@ -263,10 +266,15 @@ def parity_curve_rows(results: list[dict], study: Study) -> list[dict]:
     return rows
 
 
+def _p(value: float | None) -> str:
+    """A p-value for a table: '-' where there is none (one seed, or no spread)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _parity_line(row: dict, first: str, second: str, *cells) -> str:
     return (f"| {' | '.join(str(c) for c in cells)} | {row[first]['mean']:.2f} | {row[second]['mean']:.2f} "
             f"| {row['difference']:+.2f} | {K_STANDARD_ERRORS * row['standard_error']:.2f} "
-            f"| {row['threshold']:.2f} | {'PASS' if row['passed'] else 'FAIL'} |")
+            f"| {row['threshold']:.2f} | {'PASS' if row['passed'] else 'FAIL'} | {_p(row['p_value'])} |")
 
 
 def markdown_tables(report: "Report", study: Study) -> list[str]:
@@ -279,26 +287,27 @@ def markdown_tables(report: "Report", study: Study) -> list[str]:
         lines.append(f"| {labels} | {method} | {framework} | {stats.n} | {stats.mean:.2f} | {stats.std:.2f} |")
     if study.baseline and compared_methods(study):
         lines += ["", f"## Gain over the baseline ({study.baseline}), points", "",
-                  "| labels | method | framework | gain | standard error |", "|---:|---|---|---:|---:|"]
-        lines += [f"| {g['labels']} | {g['method']} | {g['framework']} | {g['gain']:+.2f} | {g['standard_error']:.2f} |"
-                  for g in gains]
+                  "| labels | method | framework | gain | standard error | Welch p |", "|---:|---|---|---:|---:|---:|"]
+        lines += [f"| {g['labels']} | {g['method']} | {g['framework']} | {g['gain']:+.2f} | {g['standard_error']:.2f} "
+                  f"| {_p(g['p_value'])} |" for g in gains]
     if curve_gains:
         lines += ["", "### The gain at every evaluation (points, +- standard error)", "",
-                  "| labels | method | framework | step | gain | standard error |", "|---:|---|---|---:|---:|---:|"]
+                  "| labels | method | framework | step | gain | standard error | Welch p |",
+                  "|---:|---|---|---:|---:|---:|---:|"]
         lines += [f"| {g['labels']} | {g['method']} | {g['framework']} | {g['step']} | {g['gain']:+.2f} "
-                  f"| {g['standard_error']:.2f} |" for g in curve_gains]
+                  f"| {g['standard_error']:.2f} | {_p(g['p_value'])} |" for g in curve_gains]
     if parity:
         first, second = study.frameworks
         lines += ["", f"## Parity: |{first} - {second}| < max({FLOOR_POINTS:g} point, "
                   f"{K_STANDARD_ERRORS:g} standard errors)", "",
-                  f"| labels | method | {first} | {second} | difference | 2 se | threshold | verdict |",
-                  "|---:|---|---:|---:|---:|---:|---:|---|"]
+                  f"| labels | method | {first} | {second} | difference | 2 se | threshold | verdict | Welch p |",
+                  "|---:|---|---:|---:|---:|---:|---:|---|---:|"]
         lines += [_parity_line(row, first, second, row["labels"], row["method"]) for row in parity]
     if report.curve_parity:
         first, second = study.frameworks
         lines += ["", "### Parity at every evaluation (the verdict above is the final one; these show the way there)",
-                  "", f"| labels | method | step | {first} | {second} | difference | 2 se | threshold | verdict |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "", f"| labels | method | step | {first} | {second} | difference | 2 se | threshold | verdict "
+                  "| Welch p |", "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         lines += [_parity_line(row, first, second, row["labels"], row["method"], row["step"])
                   for row in report.curve_parity]
     lines += ["", "## Speed (median over runs)", "",
@@ -384,7 +393,8 @@ def write_report(study: Study, report: Report, markdown: str, png_name: str, plo
 def verdict_lines(report: Report, study: Study) -> list[str]:
     """One PASS/FAIL line per (labels, method) and a count of the finished runs."""
     lines = [f"{'PASS' if row['passed'] else 'FAIL'} labels={row['labels']} method={row['method']}: "
-             f"difference {row['difference']:+.2f} points, threshold {row['threshold']:.2f}" for row in report.parity]
+             f"difference {row['difference']:+.2f} points, threshold {row['threshold']:.2f}"
+             + ("" if row["p_value"] is None else f", Welch p {row['p_value']:.3f}") for row in report.parity]
     missing = len(study.keys()) - len(report.results)
     lines.append(f"{len(report.results)} of {len(study.keys())} runs finished{f'; {missing} missing' if missing else ''}")
     return lines

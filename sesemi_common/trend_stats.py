@@ -5,6 +5,11 @@ their final accuracies are independent samples; the parity criterion compares th
 against the noise those samples show: the means must differ by less than
 `max(floor, k * se)`, where `se = sqrt(s1^2/n1 + s2^2/n2)` is the standard error of the
 difference of two independent means (floor 1 point, k = 2 in the study).
+
+Beside the verdict, Welch's t-test gives the two-sided p-value of the same difference. It does
+not change the verdict (docs/DESIGN.md section 5 sets the criterion); it says how surprising a gap
+is with few seeds, where `k * se` is a normal approximation: with 3 seeds per side a difference
+exceeds 2 standard errors by chance about 12% of the time (t with 4 degrees of freedom), not 5%.
 """
 
 from __future__ import annotations
@@ -40,19 +45,33 @@ def difference(a: MeanStd, b: MeanStd) -> tuple[float, float]:
     return a.mean - b.mean, math.sqrt(a.variance_of_mean + b.variance_of_mean)
 
 
+def welch_p_value(a: MeanStd, b: MeanStd) -> float | None:
+    """Two-sided p-value of a.mean - b.mean under Welch's t-test (unequal variances, the
+    Welch-Satterthwaite degrees of freedom); None where a side has one value or neither spreads."""
+    if a.n < 2 or b.n < 2 or a.variance_of_mean + b.variance_of_mean == 0:
+        return None
+    from scipy import stats  # a dependency of the package; imported here to keep this module numpy-only
+
+    diff, se = difference(a, b)
+    dof = (a.variance_of_mean + b.variance_of_mean) ** 2 / (
+        a.variance_of_mean ** 2 / (a.n - 1) + b.variance_of_mean ** 2 / (b.n - 1))
+    return float(2 * stats.t.sf(abs(diff) / se, dof))
+
+
 @dataclass(frozen=True)
 class Verdict:
     difference: float  # a.mean - b.mean, points
     standard_error: float
     threshold: float  # max(floor, k * standard_error)
     passed: bool  # |difference| < threshold
+    p_value: float | None  # Welch's two-sided p of the difference: information, not part of the verdict
 
 
 def parity_verdict(a: MeanStd, b: MeanStd, floor: float = 1.0, k: float = 2.0) -> Verdict:
     """Whether two frameworks' mean accuracies agree: |a - b| < max(floor, k * se), strictly."""
     diff, se = difference(a, b)
     threshold = max(floor, k * se)
-    return Verdict(diff, se, threshold, abs(diff) < threshold)
+    return Verdict(diff, se, threshold, abs(diff) < threshold, welch_p_value(a, b))
 
 
 def mean_curve(curves: Sequence[Mapping[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,10 +50,12 @@ def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
     assert cli.main(_arguments(tmp_path / "study")) == 0
     printed = capsys.readouterr().out
     assert "labels20-sesemi-jax-seed2: finished earlier, skipped" in printed and ": trained" not in printed
-    # Each cell's mean differs by 5 points from the baseline's, sd 2 over 3 seeds: se sqrt(4/3 + 4/3) = 1.63.
-    assert "| 20 | sesemi | jax | +5.00 | 1.63 |" in printed
-    assert "| 20 | sesemi | torch | 2 | +10.00 | 1.63 |" in printed  # at step 2
-    assert "| 20 | sesemi | 57.00 | 58.00 | -1.00 | 3.27 | 3.27 | PASS |" in printed
+    # Each cell's mean differs by 5 points from the baseline's, sd 2 over 3 seeds: se sqrt(4/3 + 4/3) = 1.63,
+    # Welch's t 5 / 1.63 at 4 degrees of freedom: p 0.038 (10 points at step 2: 0.004; 1 point: 0.573).
+    assert "| 20 | sesemi | jax | +5.00 | 1.63 | 0.038 |" in printed
+    assert "| 20 | sesemi | torch | 2 | +10.00 | 1.63 | 0.004 |" in printed  # at step 2
+    assert "| 20 | sesemi | 57.00 | 58.00 | -1.00 | 3.27 | 3.27 | PASS | 0.573 |" in printed
+    assert "PASS labels=20 method=sesemi: difference -1.00 points, threshold 3.27, Welch p 0.573" in printed
     result = json.loads((tmp_path / "study" / "results.json").read_text())
     assert result["baseline"] == "supervised" and not result["missing_runs"]
     assert [(g["method"], g["framework"], g["step"], round(g["gain"], 6)) for g in result["gain_curves"]] == [
@@ -62,7 +64,7 @@ def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
     assert [(r["method"], r["step"], round(r["difference"], 6), r["passed"]) for r in result["parity_curves"]] == [
         ("supervised", 2, -1.0, True), ("supervised", 4, -1.0, True), ("sesemi", 2, -1.0, True),
         ("sesemi", 4, -1.0, True)]
-    assert "| 20 | supervised | 2 | 42.00 | 43.00 | -1.00 | 3.27 | 3.27 | PASS |" in printed
+    assert "| 20 | supervised | 2 | 42.00 | 43.00 | -1.00 | 3.27 | 3.27 | PASS | 0.573 |" in printed
     assert (tmp_path / "study" / "compare.png").stat().st_size > 0
     assert (tmp_path / "study" / "results.md").read_text().startswith("# Compare: sesemi against supervised")
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from sesemi_common.trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict
+from sesemi_common.trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict, welch_p_value
 
 # Final test accuracies (points) of three seeds per framework, hand-computed below.
 JAX = [70.1, 71.3, 69.8]  # mean 70.4; deviations -0.3, 0.9, -0.6; sum of squares 1.26 -> var 0.63
@@ -75,3 +75,42 @@ def test_mean_curve_of_one_run():
     np.testing.assert_array_equal(steps, [10, 50])
     np.testing.assert_allclose(mean, [9.0, 11.5])
     np.testing.assert_array_equal(std, [0.0, 0.0])
+
+
+def student_t_cdf_4_dof(t: float) -> float:
+    """The t distribution's CDF at 4 degrees of freedom in closed form: 1/2 + 3/4 x (1 - x^2/3),
+    x = t / sqrt(4 + t^2) (its density at 0 is 3/8, its limit 1)."""
+    x = t / math.sqrt(4 + t * t)
+    return 0.5 + 0.75 * x * (1 - x * x / 3)
+
+
+def test_welch_p_value_by_hand_at_four_degrees_of_freedom():
+    # Equal n = 3 and equal variances (std 2 each): Welch's degrees of freedom are exactly 2 (n - 1) = 4.
+    a, b = mean_std([0.0, 2.0, 4.0]), mean_std([3.0, 5.0, 7.0])
+    t = 3.0 / math.sqrt(4 / 3 + 4 / 3)  # 1.837
+    assert welch_p_value(a, b) == pytest.approx(2 * (1 - student_t_cdf_4_dof(t)), abs=1e-9)  # 0.140
+    assert welch_p_value(b, a) == welch_p_value(a, b)
+
+
+def test_two_standard_errors_are_not_five_percent_with_three_seeds():
+    # A gap of exactly 2 se with 3 seeds a side: p = 0.116, where a normal approximation says 0.046.
+    a, b = mean_std([0.0, 2.0, 4.0]), mean_std([0.0, 2.0, 4.0])
+    shifted = mean_std([v + 2 * math.sqrt(8 / 3) for v in [0.0, 2.0, 4.0]])
+    assert welch_p_value(shifted, b) == pytest.approx(2 * (1 - student_t_cdf_4_dof(2.0)), abs=1e-9)
+    assert welch_p_value(shifted, b) == pytest.approx(0.1161, abs=1e-4)
+    assert welch_p_value(a, b) == pytest.approx(1.0)
+
+
+def test_no_p_value_without_spread_or_with_one_seed():
+    assert welch_p_value(mean_std([71.0]), mean_std([70.0, 70.5])) is None
+    assert welch_p_value(mean_std([71.0, 71.0]), mean_std([70.0, 70.0])) is None
+    assert parity_verdict(mean_std([71.0]), mean_std([70.0])).p_value is None
+
+
+def test_the_verdict_carries_the_p_value_and_ignores_it():
+    # The tight seeds of test_fail_when_tight_seeds_differ_by_two_points: p is small and the verdict FAIL;
+    # noisy seeds with a 2.5-point gap PASS whatever p says.
+    tight = parity_verdict(mean_std([72.0, 72.2, 71.8]), mean_std([70.0, 70.4, 69.6]))
+    assert tight.p_value == welch_p_value(mean_std([72.0, 72.2, 71.8]), mean_std([70.0, 70.4, 69.6])) < 0.01
+    noisy = parity_verdict(mean_std([75.0, 70.0, 72.0]), mean_std([70.0, 71.0, 68.5]))
+    assert noisy.passed and 0.05 < noisy.p_value < 0.5
