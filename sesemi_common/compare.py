@@ -34,7 +34,8 @@ from .datasets import load_dataset
 from .methods import images_per_step
 from .progress import training_seconds
 from .runs import RunDir, RunDirError
-from .trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict, welch_p_value
+from .trend_stats import (MeanStd, difference, mean_curve, mean_std, paired_p_value, parity_verdict,
+                          welch_p_value)
 
 FRAMEWORKS = ("jax", "torch")
 FLOOR_POINTS, K_STANDARD_ERRORS = 1.0, 2.0
@@ -209,7 +210,17 @@ def compared_methods(study: Study) -> list[str]:
     return [m for m in study.methods if study.baseline and m != study.baseline]
 
 
-def gain_rows(cells: dict, study: Study) -> list[dict]:
+def seed_pairs(results: list[dict], labels: int, method: str, baseline: str, framework: str,
+               accuracy) -> tuple[list[float], list[float]]:
+    """`accuracy(result)` of the method's and the baseline's runs of every seed both finished,
+    seed by seed (the same seed: the same split and initial draw); a None accuracy leaves its seed out."""
+    ours = {r["seed"]: accuracy(r) for r in _of(results, labels, method, framework)}
+    base = {r["seed"]: accuracy(r) for r in _of(results, labels, baseline, framework)}
+    seeds = sorted(s for s in set(ours) & set(base) if ours[s] is not None and base[s] is not None)
+    return [ours[s] for s in seeds], [base[s] for s in seeds]
+
+
+def gain_rows(results: list[dict], cells: dict, study: Study) -> list[dict]:
     """Each method's final accuracy minus the baseline's, per label count and framework."""
     rows = []
     for labels in study.labels:
@@ -218,9 +229,11 @@ def gain_rows(cells: dict, study: Study) -> list[dict]:
                 ours, base = cells.get((labels, method, framework)), cells.get((labels, study.baseline, framework))
                 if ours is not None and base is not None:
                     gain, se = difference(ours, base)
+                    pairs = seed_pairs(results, labels, method, study.baseline, framework,
+                                       lambda r: r["final_accuracy"])
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
                                  "framework": framework, "gain": gain, "standard_error": se,
-                                 "p_value": welch_p_value(ours, base)})
+                                 "p_value": welch_p_value(ours, base), "paired_p_value": paired_p_value(*pairs)})
     return rows
 
 
@@ -234,9 +247,11 @@ def gain_curve_rows(results: list[dict], study: Study) -> list[dict]:
                 for step in shared_steps(curves):
                     ours, base = (mean_std([c[step] for c in curves[m]]) for m in (method, study.baseline))
                     gain, se = difference(ours, base)
+                    pairs = seed_pairs(results, labels, method, study.baseline, framework,
+                                       lambda r, step=step: r["curve"].get(step))
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
                                  "framework": framework, "step": step, "gain": gain, "standard_error": se,
-                                 "p_value": welch_p_value(ours, base)})
+                                 "p_value": welch_p_value(ours, base), "paired_p_value": paired_p_value(*pairs)})
     return rows
 
 
@@ -287,15 +302,16 @@ def markdown_tables(report: "Report", study: Study) -> list[str]:
         lines.append(f"| {labels} | {method} | {framework} | {stats.n} | {stats.mean:.2f} | {stats.std:.2f} |")
     if study.baseline and compared_methods(study):
         lines += ["", f"## Gain over the baseline ({study.baseline}), points", "",
-                  "| labels | method | framework | gain | standard error | Welch p |", "|---:|---|---|---:|---:|---:|"]
+                  "| labels | method | framework | gain | standard error | Welch p | paired p |",
+                  "|---:|---|---|---:|---:|---:|---:|"]
         lines += [f"| {g['labels']} | {g['method']} | {g['framework']} | {g['gain']:+.2f} | {g['standard_error']:.2f} "
-                  f"| {_p(g['p_value'])} |" for g in gains]
+                  f"| {_p(g['p_value'])} | {_p(g['paired_p_value'])} |" for g in gains]
     if curve_gains:
         lines += ["", "### The gain at every evaluation (points, +- standard error)", "",
-                  "| labels | method | framework | step | gain | standard error | Welch p |",
-                  "|---:|---|---|---:|---:|---:|---:|"]
+                  "| labels | method | framework | step | gain | standard error | Welch p | paired p |",
+                  "|---:|---|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {g['labels']} | {g['method']} | {g['framework']} | {g['step']} | {g['gain']:+.2f} "
-                  f"| {g['standard_error']:.2f} | {_p(g['p_value'])} |" for g in curve_gains]
+                  f"| {g['standard_error']:.2f} | {_p(g['p_value'])} | {_p(g['paired_p_value'])} |" for g in curve_gains]
     if parity:
         first, second = study.frameworks
         lines += ["", f"## Parity: |{first} - {second}| < max({FLOOR_POINTS:g} point, "
@@ -370,7 +386,8 @@ class Report:
 def analyse(study: Study) -> Report:
     results = finished_results(study)
     cells = cell_stats(results, study)
-    return Report(results, cells, gain_rows(cells, study), gain_curve_rows(results, study), parity_rows(cells, study),
+    return Report(results, cells, gain_rows(results, cells, study), gain_curve_rows(results, study),
+                  parity_rows(cells, study),
                   parity_curve_rows(results, study))
 
 

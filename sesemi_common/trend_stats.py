@@ -45,10 +45,15 @@ def difference(a: MeanStd, b: MeanStd) -> tuple[float, float]:
     return a.mean - b.mean, math.sqrt(a.variance_of_mean + b.variance_of_mean)
 
 
+# A spread below this many points is rounding (an accuracy of 0.55 read back as 55.000000000000007),
+# not a spread: a t statistic over it would be noise divided by noise.
+NO_SPREAD = 1e-9
+
+
 def welch_p_value(a: MeanStd, b: MeanStd) -> float | None:
     """Two-sided p-value of a.mean - b.mean under Welch's t-test (unequal variances, the
     Welch-Satterthwaite degrees of freedom); None where a side has one value or neither spreads."""
-    if a.n < 2 or b.n < 2 or a.variance_of_mean + b.variance_of_mean == 0:
+    if a.n < 2 or b.n < 2 or math.sqrt(a.variance_of_mean + b.variance_of_mean) < NO_SPREAD:
         return None
     from scipy import stats  # a dependency of the package; imported here to keep this module numpy-only
 
@@ -56,6 +61,19 @@ def welch_p_value(a: MeanStd, b: MeanStd) -> float | None:
     dof = (a.variance_of_mean + b.variance_of_mean) ** 2 / (
         a.variance_of_mean ** 2 / (a.n - 1) + b.variance_of_mean ** 2 / (b.n - 1))
     return float(2 * stats.t.sf(abs(diff) / se, dof))
+
+
+def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of mean(a - b) under the paired t-test (a[i] and b[i] share seed i: the
+    same split and initial draw, so the pair's difference leaves out what the seed itself adds);
+    None for fewer than 2 pairs or differences that do not spread."""
+    diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(diffs) < 2 or not diffs.std(ddof=1) >= NO_SPREAD:
+        return None
+    from scipy import stats
+
+    t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(len(diffs)))
+    return float(2 * stats.t.sf(abs(t), len(diffs) - 1))
 
 
 @dataclass(frozen=True)

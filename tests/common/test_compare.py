@@ -5,6 +5,7 @@ The statistics are checked on run directories written by hand (known accuracies,
 one slow test trains a plug-in against the baseline on digits and runs the command again."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
     assert "labels20-sesemi-jax-seed2: finished earlier, skipped" in printed and ": trained" not in printed
     # Each cell's mean differs by 5 points from the baseline's, sd 2 over 3 seeds: se sqrt(4/3 + 4/3) = 1.63,
     # Welch's t 5 / 1.63 at 4 degrees of freedom: p 0.038 (10 points at step 2: 0.004; 1 point: 0.573).
-    assert "| 20 | sesemi | jax | +5.00 | 1.63 | 0.038 |" in printed
-    assert "| 20 | sesemi | torch | 2 | +10.00 | 1.63 | 0.004 |" in printed  # at step 2
+    # Every seed pair differs by exactly 5 (10 at step 2): no spread, no paired p.
+    assert "| 20 | sesemi | jax | +5.00 | 1.63 | 0.038 | - |" in printed
+    assert "| 20 | sesemi | torch | 2 | +10.00 | 1.63 | 0.004 | - |" in printed  # at step 2
     assert "| 20 | sesemi | 57.00 | 58.00 | -1.00 | 3.27 | 3.27 | PASS | 0.573 |" in printed
     assert "PASS labels=20 method=sesemi: difference -1.00 points, threshold 3.27, Welch p 0.573" in printed
     result = json.loads((tmp_path / "study" / "results.json").read_text())
@@ -67,6 +69,25 @@ def test_gains_and_verdicts_of_finished_runs(tmp_path, capsys):
     assert "| 20 | supervised | 2 | 42.00 | 43.00 | -1.00 | 3.27 | 3.27 | PASS | 0.573 |" in printed
     assert (tmp_path / "study" / "compare.png").stat().st_size > 0
     assert (tmp_path / "study" / "results.md").read_text().startswith("# Compare: sesemi against supervised")
+
+
+def test_gains_pair_the_seeds():
+    """compare.gain_rows and gain_curve_rows: the paired p-value matches seed to seed (the order
+    of the results does not matter) and leaves out a seed only one of the two finished."""
+    ours, base = [60.0, 50.0, 70.0], [58.0, 47.0, 69.0]  # differences 2, 3, 1 by seed
+    results = [{"labels": 20, "method": m, "framework": "jax", "seed": s, "final_accuracy": a, "curve": {100: a}}
+               for m, accs in (("sesemi", ours), ("supervised", base)) for s, a in enumerate(accs)]
+    results.reverse()
+    results.append({"labels": 20, "method": "sesemi", "framework": "jax", "seed": 3, "final_accuracy": 99.0,
+                    "curve": {100: 99.0}})  # its baseline run is missing: left out of the pairs
+    study = Namespace(frameworks=("jax",), labels=(20,), methods=("sesemi", "supervised"), baseline="supervised")
+    report_cells = compare.cell_stats([r for r in results if r["seed"] < 3], study)
+    (final,) = compare.gain_rows(results, report_cells, study)
+    (at_100,) = compare.gain_curve_rows([r for r in results if r["seed"] < 3], study)
+    t = 2 * math.sqrt(3)  # paired: mean 2, sd 1 over 3 pairs; p = 1 - t / sqrt(t^2 + 2) at 2 dof
+    assert final["paired_p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2), abs=1e-9)
+    assert at_100["paired_p_value"] == final["paired_p_value"]
+    assert final["gain"] == pytest.approx(2.0) and final["p_value"] > 0.8  # unpaired, the seeds' spread hides it
 
 
 def test_parity_at_every_evaluation_judges_each_step_both_frameworks_share():

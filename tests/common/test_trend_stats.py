@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from sesemi_common.trend_stats import MeanStd, difference, mean_curve, mean_std, parity_verdict, welch_p_value
+from sesemi_common.trend_stats import (MeanStd, difference, mean_curve, mean_std, paired_p_value, parity_verdict,
+                                       welch_p_value)
 
 # Final test accuracies (points) of three seeds per framework, hand-computed below.
 JAX = [70.1, 71.3, 69.8]  # mean 70.4; deviations -0.3, 0.9, -0.6; sum of squares 1.26 -> var 0.63
@@ -114,3 +115,20 @@ def test_the_verdict_carries_the_p_value_and_ignores_it():
     assert tight.p_value == welch_p_value(mean_std([72.0, 72.2, 71.8]), mean_std([70.0, 70.4, 69.6])) < 0.01
     noisy = parity_verdict(mean_std([75.0, 70.0, 72.0]), mean_std([70.0, 71.0, 68.5]))
     assert noisy.passed and 0.05 < noisy.p_value < 0.5
+
+
+def test_paired_p_value_by_hand_at_two_degrees_of_freedom():
+    # Differences 2, 3, 1: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.464 at 2 degrees of freedom, whose
+    # CDF is 1/2 + t / (2 sqrt(t^2 + 2)): p = 1 - t / sqrt(t^2 + 2) = 0.0742.
+    t = 2 * math.sqrt(3)
+    assert paired_p_value([60.0, 50.0, 70.0], [58.0, 47.0, 69.0]) == pytest.approx(1 - t / math.sqrt(t * t + 2),
+                                                                                    abs=1e-9)
+    # The same pairs as independent samples: the seeds' spread (sd 10) hides the gain.
+    assert welch_p_value(mean_std([60.0, 50.0, 70.0]), mean_std([58.0, 47.0, 69.0])) > 0.8
+
+
+def test_no_paired_p_value_for_one_pair_or_a_constant_difference():
+    assert paired_p_value([60.0], [58.0]) is None
+    assert paired_p_value([60.0, 50.0], [55.0, 45.0]) is None
+    # 100 x 0.57 and 100 x 0.52 differ from 5 in the 15th digit: rounding, not spread
+    assert paired_p_value([100 * 0.57, 100 * 0.55, 100 * 0.59], [100 * 0.52, 100 * 0.50, 100 * 0.54]) is None
