@@ -282,8 +282,10 @@ def parity_curve_rows(results: list[dict], study: Study) -> list[dict]:
 
 
 def _p(value: float | None) -> str:
-    """A p-value for a table: '-' where there is none (one seed, or no spread)."""
-    return "-" if value is None else f"{value:.3f}"
+    """A p-value for a table: '-' where there is none (one seed, or no spread), never a bare 0.000."""
+    if value is None:
+        return "-"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _parity_line(row: dict, first: str, second: str, *cells) -> str:

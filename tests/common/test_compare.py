@@ -88,6 +88,7 @@ def test_gains_pair_the_seeds():
     assert final["paired_p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2), abs=1e-9)
     assert at_100["paired_p_value"] == final["paired_p_value"]
     assert final["gain"] == pytest.approx(2.0) and final["p_value"] > 0.8  # unpaired, the seeds' spread hides it
+    assert [compare._p(p) for p in (None, 0.0004, 0.0742)] == ["-", "<0.001", "0.074"]
 
 
 def test_parity_at_every_evaluation_judges_each_step_both_frameworks_share():
