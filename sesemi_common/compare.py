@@ -201,9 +201,13 @@ def parity_rows(cells: dict, study: Study) -> list[dict]:
             a, b = cells.get((labels, method, first)), cells.get((labels, method, second))
             if a is None or b is None:
                 continue
-            verdict = parity_verdict(a, b, FLOOR_POINTS, K_STANDARD_ERRORS)
-            rows.append({"labels": labels, "method": method, first: asdict(a), second: asdict(b), **asdict(verdict)})
+            rows.append({"labels": labels, "method": method, **_parity(a, b, first, second)})
     return rows
+
+
+def _parity(a: MeanStd, b: MeanStd, first: str, second: str) -> dict:
+    """Both frameworks' statistics and the verdict on them, as a row of the parity tables holds them."""
+    return {first: asdict(a), second: asdict(b), **asdict(parity_verdict(a, b, FLOOR_POINTS, K_STANDARD_ERRORS))}
 
 
 def compared_methods(study: Study) -> list[str]:
@@ -228,13 +232,18 @@ def gain_rows(results: list[dict], cells: dict, study: Study) -> list[dict]:
             for framework in study.frameworks:
                 ours, base = cells.get((labels, method, framework)), cells.get((labels, study.baseline, framework))
                 if ours is not None and base is not None:
-                    gain, se = difference(ours, base)
                     pairs = seed_pairs(results, labels, method, study.baseline, framework,
                                        lambda r: r["final_accuracy"])
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
-                                 "framework": framework, "gain": gain, "standard_error": se,
-                                 "p_value": welch_p_value(ours, base), "paired_p_value": paired_p_value(*pairs)})
+                                 "framework": framework, **_gain(ours, base, pairs)})
     return rows
+
+
+def _gain(ours: MeanStd, base: MeanStd, pairs: tuple[list[float], list[float]]) -> dict:
+    """A method's mean minus the baseline's, its standard error, and both tests' p-values."""
+    gain, se = difference(ours, base)
+    return {"gain": gain, "standard_error": se, "p_value": welch_p_value(ours, base),
+            "paired_p_value": paired_p_value(*pairs)}
 
 
 def gain_curve_rows(results: list[dict], study: Study) -> list[dict]:
@@ -246,12 +255,10 @@ def gain_curve_rows(results: list[dict], study: Study) -> list[dict]:
                 curves = {m: [r["curve"] for r in _of(results, labels, m, framework)] for m in (method, study.baseline)}
                 for step in shared_steps(curves):
                     ours, base = (mean_std([c[step] for c in curves[m]]) for m in (method, study.baseline))
-                    gain, se = difference(ours, base)
                     pairs = seed_pairs(results, labels, method, study.baseline, framework,
                                        lambda r, step=step: r["curve"].get(step))
                     rows.append({"labels": labels, "method": method, "baseline": study.baseline,
-                                 "framework": framework, "step": step, "gain": gain, "standard_error": se,
-                                 "p_value": welch_p_value(ours, base), "paired_p_value": paired_p_value(*pairs)})
+                                 "framework": framework, "step": step, **_gain(ours, base, pairs)})
     return rows
 
 
@@ -275,9 +282,7 @@ def parity_curve_rows(results: list[dict], study: Study) -> list[dict]:
             curves = {f: [r["curve"] for r in _of(results, labels, method, f)] for f in study.frameworks}
             for step in shared_steps(curves):
                 a, b = (mean_std([c[step] for c in curves[f]]) for f in (first, second))
-                verdict = parity_verdict(a, b, FLOOR_POINTS, K_STANDARD_ERRORS)
-                rows.append({"labels": labels, "method": method, "step": step, first: asdict(a), second: asdict(b),
-                             **asdict(verdict)})
+                rows.append({"labels": labels, "method": method, "step": step, **_parity(a, b, first, second)})
     return rows
 
 
@@ -389,8 +394,7 @@ def analyse(study: Study) -> Report:
     results = finished_results(study)
     cells = cell_stats(results, study)
     return Report(results, cells, gain_rows(results, cells, study), gain_curve_rows(results, study),
-                  parity_rows(cells, study),
-                  parity_curve_rows(results, study))
+                  parity_rows(cells, study), parity_curve_rows(results, study))
 
 
 def write_report(study: Study, report: Report, markdown: str, png_name: str, plot_title: str,
