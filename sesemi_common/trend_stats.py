@@ -55,12 +55,10 @@ def welch_p_value(a: MeanStd, b: MeanStd) -> float | None:
     Welch-Satterthwaite degrees of freedom); None where a side has one value or neither spreads."""
     if a.n < 2 or b.n < 2 or math.sqrt(a.variance_of_mean + b.variance_of_mean) < NO_SPREAD:
         return None
-    from scipy import stats  # a dependency of the package; imported here to keep this module numpy-only
-
     diff, se = difference(a, b)
     dof = (a.variance_of_mean + b.variance_of_mean) ** 2 / (
         a.variance_of_mean ** 2 / (a.n - 1) + b.variance_of_mean ** 2 / (b.n - 1))
-    return float(2 * stats.t.sf(abs(diff) / se, dof))
+    return _two_sided_p(diff / se, dof)
 
 
 def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -70,10 +68,14 @@ def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
     diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if len(diffs) < 2 or not diffs.std(ddof=1) >= NO_SPREAD:
         return None
-    from scipy import stats
+    return _two_sided_p(diffs.mean() / (diffs.std(ddof=1) / math.sqrt(len(diffs))), len(diffs) - 1)
 
-    t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(len(diffs)))
-    return float(2 * stats.t.sf(abs(t), len(diffs) - 1))
+
+def _two_sided_p(t: float, dof: float) -> float:
+    """P(|T| >= |t|) for Student's t with `dof` degrees of freedom."""
+    from scipy import stats  # a dependency of the package; imported here to keep this module numpy-only
+
+    return float(2 * stats.t.sf(abs(t), dof))
 
 
 @dataclass(frozen=True)
